@@ -1,0 +1,1 @@
+"""Curation passes and augmentations, and the runner that maps them over episodes. Depends on toolkit."""

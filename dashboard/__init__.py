@@ -1,0 +1,1 @@
+"""The Dash web dashboard. Reads stores and scores through toolkit and curation."""

@@ -1,0 +1,1 @@
+"""Teleoperation: devices, environments (the embedded MuJoCo tabletop), the recorder. Depends on toolkit."""

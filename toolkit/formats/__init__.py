@@ -1,0 +1,1 @@
+"""Converters between demoforge episodes and external dataset formats (LeRobot, robomimic, replay buffers)."""
