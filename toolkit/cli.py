@@ -1,0 +1,262 @@
+"""The ``demoforge`` command line. Each command is a thin shell over the library; heavy modules are
+imported inside the commands so ``demoforge --help`` stays instant and optional extras stay optional.
+
+Exit codes: 0 success, 1 bad input or refused operation (one line on stderr), 2 usage error,
+70 an internal error (a bug: the traceback is shown only with DEMOFORGE_DEBUG=1), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="demoforge",
+    help="Record, curate, augment, browse and export robot-learning demonstrations.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+# Logs and CI are not terminals; a wider page there keeps tables readable.
+out = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True)
+
+
+def _say_error(text: str) -> None:
+    """One line on stderr, never wrapped (scripts grep it)."""
+    print(text, file=sys.stderr, flush=True)
+
+StoreArg = Annotated[Path, typer.Argument(help="path of a demoforge store (a .zarr directory)")]
+WhereOpt = Annotated[
+    Optional[str],
+    typer.Option("--where", "-w", help='filter, e.g. \'success and operator == "alice" and length > 20\''),
+]
+
+
+@app.command()
+def info(store: StoreArg) -> None:
+    """Summarise a store: spec, episodes, frames, hours, tasks, operators."""
+    from toolkit.report import store_summary
+
+    from toolkit.store import Store
+
+    with Store.open(store) as s:
+        store_summary(s, out)
+
+
+@app.command("ls")
+def list_episodes(
+    store: StoreArg,
+    where: WhereOpt = None,
+    limit: Annotated[int, typer.Option(help="show at most this many rows (0: all)")] = 50,
+) -> None:
+    """List episodes (id, length, task, operator, success, factors, tags, flags)."""
+    from toolkit.report import episode_table
+    from toolkit.store import Store
+
+    with Store.open(store) as s:
+        episode_table(s, s.ids(where), out, limit)
+
+
+@app.command()
+def validate(
+    path: Annotated[Path, typer.Argument(help="a store, a LeRobot/robomimic/replay-buffer dataset, or a spec/metadata .json")],
+    deep: Annotated[bool, typer.Option(help="decode every frame of every episode (slow, thorough)")] = False,
+) -> None:
+    """Check a store, an external dataset or a JSON spec/metadata file; exit 1 with the first problem."""
+    from toolkit.checks import validate_path
+
+    message = validate_path(path, deep=deep)
+    out.print(f"[green]ok[/green] {message}")
+
+
+@app.command("import")
+def import_(
+    source: Annotated[Path, typer.Argument(help="LeRobot folder, robomimic .hdf5, or replay-buffer .zarr / .zarr.zip")],
+    out_store: Annotated[Path, typer.Option("--out", "-o", help="store to create (or append to, if the spec matches)")],
+    fmt: Annotated[Optional[str], typer.Option("--format", help="lerobot | robomimic | replay-buffer (default: detect)")] = None,
+    task: Annotated[Optional[str], typer.Option(help="task text for formats that do not store one")] = None,
+    image_codec: Annotated[str, typer.Option(help="jpeg | jpegxl | lossless")] = "jpeg",
+    image_quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG / JPEG-XL quality")] = 90,
+) -> None:
+    """Import a LeRobot (v3.0, v2.1), robomimic or diffusion_policy/UMI/DemoGen dataset into a store."""
+    from toolkit.convert import FORMATS, import_dataset
+    from toolkit.store import StorageOptions
+
+    _check_choice("--format", fmt, FORMATS)
+    _check_choice("--image-codec", image_codec, ("jpeg", "jpegxl", "lossless"))
+    options = StorageOptions(image_codec=image_codec, image_quality=image_quality)  # type: ignore[arg-type]
+    store, ids = import_dataset(source, out_store, fmt, task, options)  # type: ignore[arg-type]
+    out.print(f"imported {len(ids)} episodes into {store.root} (now {len(store)} episodes)")
+
+
+@app.command()
+def export(
+    store: StoreArg,
+    to: Annotated[str, typer.Option("--to", help="lerobot | robomimic | replay-buffer")],
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="output folder (LeRobot, replay buffer) or .hdf5 file")],
+    where: WhereOpt = None,
+    video: Annotated[bool, typer.Option("--video/--images", help="LeRobot: cameras as mp4 video or PNG images")] = True,
+    vcodec: Annotated[str, typer.Option(help="LeRobot video codec: av1 (libsvtav1, LeRobot's default) or h264")] = "av1",
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output")] = False,
+) -> None:
+    """Export a store, or the episodes matching --where, to LeRobot v3.0, robomimic or a replay buffer."""
+    from toolkit.convert import FORMATS, export_store
+    from toolkit.store import Store
+
+    _check_choice("--to", to, FORMATS)
+    options: dict = {"overwrite": overwrite}
+    if to == "lerobot":
+        _check_choice("--vcodec", vcodec, ("av1", "h264"))
+        options.update(video=video, vcodec={"av1": "libsvtav1", "h264": "h264"}[vcodec])
+    with Store.open(store) as s:
+        summary = export_store(s, out_path, to, where, **options)  # type: ignore[arg-type]
+    out.print(f"exported {summary.episodes} episodes, {summary.frames} frames to {summary.out}")
+    for note in list(getattr(summary, "warnings", [])) + [f"skipped feature {f} (not representable)" for f in summary.skipped]:
+        err.print(f"[yellow]note:[/yellow] {note}")
+
+
+@app.command()
+def merge(
+    sources: Annotated[list[Path], typer.Argument(help="stores to merge (same fps and features)")],
+    out_store: Annotated[Path, typer.Option("--out", "-o", help="new store")],
+    where: WhereOpt = None,
+) -> None:
+    """Merge stores with compatible specs into a new store (stored bytes are copied, not re-encoded)."""
+    from toolkit.store import Store, merge_stores
+
+    opened = [Store.open(p) for p in sources]
+    merged = merge_stores(opened, out_store, where)
+    out.print(f"merged {len(opened)} stores into {merged.root}: {len(merged)} episodes")
+
+
+@app.command()
+def split(
+    store: StoreArg,
+    where: Annotated[str, typer.Option("--where", "-w", help="episodes that go to --out")],
+    out_store: Annotated[Path, typer.Option("--out", "-o", help="new store for the matching episodes")],
+    rest: Annotated[Optional[Path], typer.Option(help="new store for the other episodes")] = None,
+) -> None:
+    """Split a store by a filter into a new store (and optionally the rest into another)."""
+    from toolkit.store import Store, merge_stores
+
+    with Store.open(store) as s:
+        chosen = merge_stores([s], out_store, where)
+        out.print(f"{len(chosen)} episodes -> {chosen.root}")
+        if rest is not None:
+            others = merge_stores([s], rest, f"not ({where})")
+            out.print(f"{len(others)} episodes -> {others.root}")
+
+
+@app.command()
+def delete(
+    store: StoreArg,
+    ids: Annotated[Optional[list[str]], typer.Argument(help="episode ids")] = None,
+    where: WhereOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="needed with --where: confirm deleting every match")] = False,
+) -> None:
+    """Delete episodes by id or by filter. Each disappears atomically; other episodes are not touched."""
+    from toolkit.errors import DemoforgeError
+    from toolkit.store import Store
+
+    if bool(ids) == bool(where):
+        raise DemoforgeError("delete: give episode ids or --where, not both and not neither")
+    with Store.open(store, mode="a") as s:
+        chosen = list(ids) if ids else s.ids(where)
+        if where and not yes:
+            raise DemoforgeError(f"delete: --where matches {len(chosen)} episodes; add --yes to delete them")
+        s.delete(chosen)
+        out.print(f"deleted {len(chosen)} episodes; {len(s)} left")
+
+
+@app.command()
+def trim(
+    store: StoreArg,
+    episode: Annotated[str, typer.Argument(help="episode id")],
+    start: Annotated[int, typer.Option(help="first frame to keep")] = 0,
+    end: Annotated[Optional[int], typer.Option(help="frame after the last one to keep (default: the end)")] = None,
+) -> None:
+    """Keep frames [start, end) of an episode (images are not re-encoded)."""
+    from toolkit.store import Store
+
+    with Store.open(store, mode="a") as s:
+        length = s.entry(episode)["length"]
+        new = s.trim(episode, start, length if end is None else end)
+        out.print(f"episode {episode}: {length} -> {new} frames")
+
+
+@app.command()
+def reindex(store: StoreArg) -> None:
+    """Rebuild the catalog from the episodes (after the catalog file was lost or damaged)."""
+    from toolkit.store import Store
+
+    with Store.open(store, mode="a") as s:
+        out.print(f"catalog rebuilt: {s.rebuild_catalog()} episodes")
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="where to write the demo store and exports")] = Path("demo-output"),
+    episodes: Annotated[int, typer.Option(min=1, help="episodes to generate")] = 12,
+) -> None:
+    """The main job end to end on built-in sample data: write a store, inspect it, edit it, export it."""
+    from toolkit.demo import run_demo
+
+    run_demo(out_dir, episodes, out)
+
+
+def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> None:
+    from toolkit.errors import DemoforgeError
+
+    if value is not None and value not in choices:
+        raise DemoforgeError(f"{flag} {value!r}: expected one of {', '.join(choices)}")
+
+
+def main() -> None:
+    """Entry point: run a command, turning errors into one line and an exit code."""
+    try:
+        app(standalone_mode=False)
+    except KeyboardInterrupt:
+        _say_error("interrupted: every episode committed before Ctrl-C is intact; nothing partial was kept")
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the one place that decides what a user sees
+        _report(e)
+
+
+def _report(e: Exception) -> None:
+    from toolkit.errors import DemoforgeError
+
+    usage = _usage_error(e)
+    if usage is not None:
+        sys.exit(usage)
+    if isinstance(e, DemoforgeError):
+        _say_error(f"error: {e}")
+        sys.exit(1)
+    if os.environ.get("DEMOFORGE_DEBUG"):
+        traceback.print_exc()
+    else:
+        _say_error(f"internal error (a bug in demoforge, please report it): {type(e).__name__}: {e}. "
+                   "Set DEMOFORGE_DEBUG=1 to see the traceback.")
+    sys.exit(70)
+
+
+def _usage_error(e: Exception) -> int | None:
+    """Exit code for click/typer's own usage errors and exits (they print their message themselves)."""
+    show = getattr(e, "show", None)
+    exit_code = getattr(e, "exit_code", None)
+    if callable(show) and exit_code is not None:
+        show()
+        return int(exit_code)
+    if type(e).__name__ in ("Exit", "Abort"):
+        return int(getattr(e, "exit_code", 1) or 0)
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,488 @@
+"""The episode store: a zarr v3 group holding one group per episode, and a catalog beside them.
+
+Layout (readable in a minute, like diffusion_policy's ReplayBuffer)::
+
+    store.zarr/
+      zarr.json                    root group; attributes["demoforge"] = {format_version, spec, storage}
+      episodes/zarr.json           group
+      episodes/000042/zarr.json    one episode; attributes["demoforge"] = {id, length, created, meta, committed}
+      episodes/000042/<feature>    one array per feature, time on axis 0
+      catalog.sqlite               fast index over the episodes' metadata (rebuildable, see catalog.py)
+      .staging/  .trash/           work in progress; never read
+
+Arrays: state/action/scalar features are one chunk per episode (blosc-zstd, bitshuffle); images,
+depth, masks and point clouds are one-frame chunks inside one shard per episode, so a random frame
+costs one small read and an episode is one file per camera. RGB images are JPEG (or JPEG-XL) through
+``toolkit.codecs``; everything else, and images with ``image_codec="lossless"``, uses zarr's standard
+codecs only.
+
+Commit protocol: an episode is written completely under ``.staging/``, flushed (fsync), then renamed
+to ``episodes/<id>`` with a no-replace rename, which is the commit point. Readers list
+``episodes/`` and read only groups whose attributes say ``committed``, so a reader never sees a
+partial episode and a writer killed at any moment leaves every earlier episode intact. Deleting
+renames an episode out of ``episodes/`` first; trimming writes the shortened episode beside it and
+swaps the two directories atomically. Nothing ever rewrites another episode, and appending costs the
+same at any store size.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+from zarr.storage import LocalStore
+
+from toolkit import fsops
+from toolkit.catalog import Catalog
+from toolkit.codecs import JpegCodec, JpegXlCodec
+from toolkit.episode import Episode, EpisodeMeta, NonFinitePolicy, check_episode
+from toolkit.errors import StoreError
+from toolkit.shards import slice_shard
+from toolkit.spec import DatasetSpec, Feature
+
+FORMAT_VERSION = 1
+ATTR = "demoforge"
+EPISODES = "episodes"
+STAGING = ".staging"
+TRASH = ".trash"
+ID_WIDTH = 6
+
+_LOSSLESS = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
+_FRAMED_KINDS = ("image", "depth", "mask", "pointcloud")  # one-frame chunks in one shard per episode
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """How arrays are encoded. ``image_codec``: ``jpeg`` (quality 1-100), ``jpegxl`` (quality mapped to a
+    JPEG-XL distance) or ``lossless`` (blosc-zstd). ``fsync``: flush each episode to disk before its commit."""
+
+    image_codec: Literal["jpeg", "jpegxl", "lossless"] = "jpeg"
+    image_quality: int = 90
+    fsync: bool = True
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StorageOptions:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_json_atomic(path: Path, value: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(value, indent=2))
+    os.replace(tmp, path)
+
+
+def _jpegxl_distance(quality: int) -> float:
+    # libjxl's own quality-to-distance mapping for quality >= 30 (q90 -> d1.0, q100 -> lossless).
+    return max(0.0, 0.1 + (100 - quality) * 0.09)
+
+
+class Store:
+    """A demoforge episode store on a local path. Open with ``Store.create`` or ``Store.open``."""
+
+    def __init__(self, root: Path, spec: DatasetSpec, options: StorageOptions, writable: bool) -> None:
+        self.root = root
+        self.spec = spec
+        self.options = options
+        self.writable = writable
+        self.catalog = Catalog(root / "catalog.sqlite", readonly=not writable)
+        self._next_hint = 0
+        self._reconcile()
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: str | Path, spec: DatasetSpec, options: StorageOptions | None = None,
+               exist_ok: bool = False) -> Store:
+        """Make a new empty store at ``path`` (refuses an existing store unless ``exist_ok``)."""
+        root = Path(path)
+        spec = spec.validated(f"{root}: spec")
+        options = options or StorageOptions()
+        if (root / "zarr.json").exists():
+            if exist_ok:
+                store = cls.open(root, mode="a")
+                spec.check_compatible(store.spec, f"{root}")
+                return store
+            raise StoreError(f"{root}: a store already exists here (choose another --out or delete it)")
+        if root.exists() and any(root.iterdir()):
+            raise StoreError(f"{root}: the directory is not empty and is not a demoforge store")
+        group = zarr.open_group(LocalStore(root), mode="w", zarr_format=3)
+        group.create_group(EPISODES)
+        group.attrs[ATTR] = {
+            "format_version": FORMAT_VERSION,
+            "spec": spec.to_dict(),
+            "storage": asdict(options),
+            "created": _now(),
+        }
+        return cls(root, spec, options, writable=True)
+
+    @classmethod
+    def open(cls, path: str | Path, mode: Literal["r", "a"] = "r") -> Store:
+        """Open an existing store for reading (``r``) or appending and editing (``a``)."""
+        root = Path(path)
+        if not root.exists():
+            raise StoreError(f"{root}: no such store")
+        meta = _read_json(root / "zarr.json")
+        if meta is None:
+            raise StoreError(f"{root}: not a demoforge store (zarr.json is missing or not JSON)")
+        attrs = (meta.get("attributes") or {}).get(ATTR)
+        if not isinstance(attrs, dict) or "spec" not in attrs:
+            raise StoreError(f"{root}/zarr.json: field 'attributes.{ATTR}' is missing: not a demoforge store")
+        version = attrs.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise StoreError(
+                f"{root}/zarr.json: format_version {version!r} is newer than this demoforge reads "
+                f"(<= {FORMAT_VERSION}); upgrade demoforge"
+            )
+        spec = DatasetSpec.from_dict(attrs["spec"], f"{root}/zarr.json spec")
+        options = StorageOptions.from_dict(attrs.get("storage") or {})
+        return cls(root, spec, options, writable=(mode == "a"))
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- listing -------------------------------------------------------------------------------
+    @property
+    def _episodes_dir(self) -> Path:
+        return self.root / EPISODES
+
+    def _entry_path(self, episode_id: str) -> Path:
+        return self._episodes_dir / episode_id / "zarr.json"
+
+    def _disk_ids(self) -> set[str]:
+        with os.scandir(self._episodes_dir) as it:
+            return {e.name for e in it if e.is_dir() and not e.name.startswith(".")}
+
+    def _disk_entry(self, episode_id: str) -> dict[str, Any] | None:
+        meta = _read_json(self._entry_path(episode_id))
+        entry = ((meta or {}).get("attributes") or {}).get(ATTR)
+        return entry if isinstance(entry, dict) and entry.get("committed") else None
+
+    def _reconcile(self) -> None:
+        """Bring the catalog in step with the committed episodes on disk (cheap when nothing changed)."""
+        on_disk = self._disk_ids()
+        in_catalog = set(self.catalog.ids())
+        if on_disk == in_catalog:
+            return
+        if not self.writable:
+            # A read-only reader must not write; index the episodes in memory instead.
+            self.catalog.close()
+            self.catalog = Catalog(self.root / "catalog.sqlite.absent", readonly=True)
+            in_catalog = set()
+        self.catalog.remove(in_catalog - on_disk)
+        entries = [e for e in (self._disk_entry(i) for i in sorted(on_disk - in_catalog)) if e]
+        self.catalog.upsert(entries)
+        if self.writable:
+            self._clean_staging()
+
+    def _clean_staging(self) -> None:
+        """Remove work left behind by writers that died (their pid is gone)."""
+        for parent in (self.root / STAGING, self.root / TRASH):
+            if not parent.is_dir():
+                continue
+            for child in parent.iterdir():
+                pid = child.name.split("-", 1)[0]
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    shutil.rmtree(child, ignore_errors=True)
+
+    def rebuild_catalog(self) -> int:
+        """Re-index every committed episode from its own attributes; returns the count."""
+        self.catalog.clear()
+        entries = [e for e in (self._disk_entry(i) for i in sorted(self._disk_ids())) if e]
+        self.catalog.upsert(entries)
+        return len(entries)
+
+    def ids(self, where: str | None = None) -> list[str]:
+        """Committed episode ids in order, optionally filtered (see ``toolkit.query``)."""
+        return self.catalog.select(where)
+
+    def __len__(self) -> int:
+        return len(self.catalog)
+
+    def __contains__(self, episode_id: str) -> bool:
+        return self._disk_entry(episode_id) is not None
+
+    # -- reading -------------------------------------------------------------------------------
+    def entry(self, episode_id: str) -> dict[str, Any]:
+        """The stored attributes of an episode: id, length, created, meta."""
+        entry = self._disk_entry(episode_id)
+        if entry is None:
+            raise StoreError(f"{self.root}: no committed episode '{episode_id}'")
+        return entry
+
+    def meta(self, episode_id: str) -> EpisodeMeta:
+        return EpisodeMeta(**self.entry(episode_id)["meta"])
+
+    def array(self, episode_id: str, feature: str) -> zarr.Array:
+        """A lazy zarr array for one feature of one episode (index it to read frames)."""
+        if feature not in self.spec.features:
+            raise StoreError(f"{self.root}: no feature '{feature}' (features: {sorted(self.spec.features)})")
+        self.entry(episode_id)
+        return zarr.open_array(LocalStore(self._episodes_dir / episode_id / feature, read_only=True), mode="r")
+
+    def read(self, episode_id: str, features: Iterable[str] | None = None) -> Episode:
+        """Load an episode's arrays (all features, or the ones named) into memory."""
+        entry = self.entry(episode_id)
+        names = list(features) if features is not None else list(self.spec.features)
+        group = zarr.open_group(LocalStore(self._episodes_dir / episode_id, read_only=True), mode="r")
+        data = {name: np.asarray(group[name][...]) for name in names}
+        return Episode(data=data, meta=EpisodeMeta(**entry["meta"]), id=episode_id)
+
+    def episodes(self, ids: Iterable[str] | None = None, features: Iterable[str] | None = None) -> Iterator[Episode]:
+        """Episodes one at a time (memory stays at one episode)."""
+        names = None if features is None else list(features)
+        for episode_id in (self.ids() if ids is None else ids):
+            yield self.read(episode_id, names)
+
+    # -- writing -------------------------------------------------------------------------------
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise StoreError(f"{self.root}: opened read-only")
+
+    def _staging_dir(self) -> Path:
+        path = self.root / STAGING / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        path.parent.mkdir(exist_ok=True)
+        return path
+
+    def _write_array(self, group: zarr.Group, name: str, feature: Feature, array: np.ndarray) -> None:
+        if feature.dtype == "string":
+            arr = group.create_array(name, shape=array.shape, dtype=str, chunks=array.shape)
+            arr[...] = array
+            return
+        if feature.kind in _FRAMED_KINDS:
+            frame = (1, *feature.shape)
+            arr = group.create_array(
+                name, shape=array.shape, dtype=array.dtype, chunks=frame, shards=array.shape,
+                **self._frame_codecs(feature),
+            )
+        else:
+            arr = group.create_array(
+                name, shape=array.shape, dtype=array.dtype, chunks=array.shape, compressors=_LOSSLESS
+            )
+        arr[...] = array
+
+    def _frame_codecs(self, feature: Feature) -> dict[str, Any]:
+        lossy = feature.kind == "image" and self.options.image_codec != "lossless"
+        if not lossy:
+            return {"compressors": _LOSSLESS}
+        if self.options.image_codec == "jpegxl":
+            return {"serializer": JpegXlCodec(distance=_jpegxl_distance(self.options.image_quality)), "compressors": None}
+        return {"serializer": JpegCodec(quality=self.options.image_quality), "compressors": None}
+
+    def _next_id(self) -> str:
+        if not self._next_hint:
+            last = self.catalog.max_id()
+            self._next_hint = int(last) + 1 if last and last.isdigit() else 0
+        return f"{self._next_hint:0{ID_WIDTH}d}"
+
+    def _commit(self, staged: Path, entry: dict[str, Any]) -> str:
+        """Rename a fully written staging group into ``episodes/`` under a fresh id; returns the id."""
+        if self.options.fsync:
+            fsops.fsync_tree(staged)
+        while True:
+            episode_id = self._next_id()
+            entry["id"] = episode_id
+            _set_entry(staged, entry)
+            try:
+                fsops.rename_noreplace(staged, self._episodes_dir / episode_id)
+            except FileExistsError:  # another writer took this id: take the next one
+                self._next_hint += 1
+                continue
+            break
+        self._next_hint += 1
+        if self.options.fsync:
+            fsops.fsync_dir(self._episodes_dir)
+        self.catalog.upsert([entry])
+        return episode_id
+
+    def append(self, episode: Episode, nonfinite: NonFinitePolicy = "flag") -> str:
+        """Check, write and commit one episode; returns its id. The store is unchanged if this raises."""
+        self._require_writable()
+        episode = check_episode(episode, self.spec, f"{self.root}: episode {len(self)}", nonfinite)
+        staged = self._staging_dir()
+        try:
+            group = zarr.open_group(LocalStore(staged), mode="w", zarr_format=3)
+            for name, feature in self.spec.features.items():
+                self._write_array(group, name, feature, episode.data[name])
+            entry = {"id": None, "length": episode.length, "created": _now(), "meta": episode.meta.to_dict()}
+            return self._commit(staged, entry)
+        finally:
+            if staged.exists():
+                shutil.rmtree(staged, ignore_errors=True)
+
+    def copy_from(self, source: Store, episode_id: str, meta_update: dict[str, Any] | None = None) -> str:
+        """Copy an episode's stored bytes from another store (no re-encoding); returns the new id."""
+        self._require_writable()
+        entry = dict(source.entry(episode_id))
+        self.spec.check_compatible(source.spec, f"{source.root}")
+        staged = self._staging_dir()
+        try:
+            shutil.copytree(source._episodes_dir / episode_id, staged)
+            meta = dict(entry["meta"])
+            meta.update(meta_update or {})
+            EpisodeMeta.from_dict(meta, f"{source.root}: episode {episode_id} metadata")
+            entry.update(meta=meta, created=_now())
+            return self._commit(staged, entry)
+        finally:
+            if staged.exists():
+                shutil.rmtree(staged, ignore_errors=True)
+
+    def update_meta(self, episode_id: str, **changes: Any) -> EpisodeMeta:
+        """Change metadata fields of one episode (tags, success, notes ...) in place, atomically."""
+        self._require_writable()
+        entry = self.entry(episode_id)
+        meta = EpisodeMeta.from_dict({**entry["meta"], **changes}, f"{self.root}: episode {episode_id}")
+        entry["meta"] = meta.to_dict()
+        _set_entry(self._episodes_dir / episode_id, entry)
+        self.catalog.upsert([entry])
+        return meta
+
+    def delete(self, ids: Iterable[str]) -> list[str]:
+        """Delete episodes; each disappears atomically. Unknown ids are refused before anything changes."""
+        self._require_writable()
+        ids = list(ids)
+        unknown = [i for i in ids if i not in self]
+        if unknown:
+            raise StoreError(f"{self.root}: no committed episode(s) {unknown[:5]}; nothing was deleted")
+        trash = self.root / TRASH
+        trash.mkdir(exist_ok=True)
+        for episode_id in ids:
+            target = trash / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+            os.rename(self._episodes_dir / episode_id, target)  # the episode is gone from here on
+            self.catalog.remove([episode_id])
+            shutil.rmtree(target, ignore_errors=True)
+        return ids
+
+    def trim(self, episode_id: str, start: int, stop: int) -> int:
+        """Keep frames ``[start, stop)`` of an episode, without re-encoding images; returns the new length.
+
+        The trimmed copy is written beside the episode and swapped in atomically, so a crash leaves
+        either the old or the new episode. Flag frame ranges are shifted to the new frame numbers.
+        """
+        self._require_writable()
+        entry = self.entry(episode_id)
+        length = entry["length"]
+        if not (0 <= start < stop <= length):
+            raise StoreError(
+                f"{self.root}: episode {episode_id}: frame range [{start}, {stop}) must lie within [0, {length}) "
+                "and keep at least one frame"
+            )
+        staged = self._staging_dir()
+        source_dir = self._episodes_dir / episode_id
+        try:
+            group = zarr.open_group(LocalStore(staged), mode="w", zarr_format=3)
+            for name, feature in self.spec.features.items():
+                self._trim_array(group, name, feature, source_dir / name, length, start, stop)
+            meta = dict(entry["meta"])
+            meta["flags"] = _shift_flags(meta.get("flags") or {}, start, stop)
+            if not meta["flags"]:
+                del meta["flags"]
+            entry.update(length=stop - start, meta=meta, trimmed_from=[start, stop, length])
+            _set_entry(staged, entry)
+            if self.options.fsync:
+                fsops.fsync_tree(staged)
+            self._swap_in(staged, source_dir)
+            self.catalog.upsert([entry])
+        finally:
+            if staged.exists():
+                shutil.rmtree(staged, ignore_errors=True)
+        return stop - start
+
+    def _trim_array(self, group: zarr.Group, name: str, feature: Feature, src: Path, length: int,
+                    start: int, stop: int) -> None:
+        source = zarr.open_array(LocalStore(src, read_only=True), mode="r")
+        if feature.kind not in _FRAMED_KINDS or feature.dtype == "string":
+            self._write_array(group, name, feature, np.asarray(source[start:stop]))
+            return
+        # Same codecs, new length; the shard's bytes are sliced, never decoded and re-encoded.
+        shard_key = "c/" + "/".join("0" * (len(feature.shape) + 1))
+        shape = (stop - start, *feature.shape)
+        arr = group.create_array(
+            name, shape=shape, dtype=source.dtype, chunks=(1, *feature.shape), shards=shape,
+            serializer=source.serializer, compressors=source.compressors,
+        )
+        shard = (src / shard_key).read_bytes()
+        target = Path(arr.store.root) / name / shard_key  # type: ignore[attr-defined]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(slice_shard(shard, length, start, stop))
+
+    def _swap_in(self, staged: Path, current: Path) -> None:
+        if fsops.exchange(staged, current):
+            return  # staged now holds the old episode and is removed by the caller
+        old = self.root / TRASH / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        old.parent.mkdir(exist_ok=True)
+        os.rename(current, old)
+        os.rename(staged, current)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _set_entry(group_dir: Path, entry: dict[str, Any]) -> None:
+    """Write an episode's attributes (with the committed mark) into its group's zarr.json, atomically."""
+    path = group_dir / "zarr.json"
+    meta = _read_json(path) or {"zarr_format": 3, "node_type": "group"}
+    meta.setdefault("attributes", {})[ATTR] = {**entry, "committed": True}
+    _write_json_atomic(path, meta)
+
+
+def _shift_flags(flags: dict[str, Any], start: int, stop: int) -> dict[str, Any]:
+    out = {}
+    for name, flag in flags.items():
+        frames = [[max(a, start) - start, min(b, stop) - start] for a, b in flag.get("frames", []) if a < stop and b > start]
+        if frames:
+            out[name] = {**flag, "frames": frames}
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def merge_stores(sources: list[Store], out: str | Path, where: str | None = None) -> Store:
+    """A new store holding the episodes of every source (matching ``where``), bytes copied as stored."""
+    if not sources:
+        raise StoreError("merge: no source stores given")
+    first = sources[0]
+    for other in sources[1:]:
+        first.spec.check_compatible(other.spec, f"merge {other.root} into {first.root}")
+    target = Store.create(out, first.spec, first.options)
+    for source in sources:
+        for episode_id in source.ids(where):
+            target.copy_from(source, episode_id, {"extra": _copied_extra(source, episode_id)})
+    return target
+
+
+def _copied_extra(source: Store, episode_id: str) -> dict[str, Any]:
+    extra = dict(source.entry(episode_id)["meta"].get("extra") or {})
+    extra["copied_from"] = {"store": str(source.root), "id": episode_id}
+    return extra
