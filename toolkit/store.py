@@ -108,6 +108,8 @@ class Store:
         self.catalog = Catalog(root / "catalog.sqlite", readonly=not writable)
         self._next_hint = 0
         self._reconcile()
+        if writable:
+            self._clean_staging()
 
     # -- opening -------------------------------------------------------------------------------
     @classmethod
@@ -197,8 +199,6 @@ class Store:
         self.catalog.remove(in_catalog - on_disk)
         entries = [e for e in (self._disk_entry(i) for i in sorted(on_disk - in_catalog)) if e]
         self.catalog.upsert(entries)
-        if self.writable:
-            self._clean_staging()
 
     def _clean_staging(self) -> None:
         """Remove work left behind by writers that died (their pid is gone)."""

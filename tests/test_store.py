@@ -1,0 +1,257 @@
+"""The episode store on a real local zarr v3 store: round trips, edits, catalog, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+
+import numpy as np
+import pytest
+import zarr
+
+from toolkit.episode import Episode, EpisodeMeta
+from toolkit.errors import DemoforgeError, SchemaError, SpecMismatch, StoreError
+from toolkit.sample import sample_episode, sample_episodes, sample_spec
+from toolkit.spec import DatasetSpec, Feature
+from toolkit.store import StorageOptions, Store, merge_stores
+
+
+@pytest.fixture
+def spec() -> DatasetSpec:
+    spec = sample_spec(cameras=2, height=48, width=64, depth=True)
+    features = dict(spec.features)
+    features["observation.pointcloud"] = Feature("float32", (64, 6), "pointcloud")
+    features["observation.mask.front"] = Feature("uint8", (48, 64), "mask")
+    return DatasetSpec(fps=spec.fps, features=features, robot_type=spec.robot_type)
+
+
+def _episode(spec: DatasetSpec, i: int, length: int | None = None) -> Episode:
+    episode = sample_episode(sample_spec(cameras=2, height=48, width=64, depth=True), i, length=length)
+    rng = np.random.default_rng(i)
+    n = episode.length
+    episode.data["observation.pointcloud"] = rng.standard_normal((n, 64, 6)).astype(np.float32)
+    episode.data["observation.mask.front"] = rng.integers(0, 4, (n, 48, 64), dtype=np.uint8)
+    episode.data = {k: episode.data[k] for k in spec.features}
+    return episode
+
+
+def test_round_trip_keeps_lossless_features_exact_and_jpeg_close(tmp_path, spec):
+    store = Store.create(tmp_path / "s.zarr", spec)
+    originals = [_episode(spec, i) for i in range(4)]
+    ids = [store.append(e) for e in originals]
+    assert ids == ["000000", "000001", "000002", "000003"]
+    reopened = Store.open(tmp_path / "s.zarr")
+    assert reopened.ids() == ids
+    for episode_id, original in zip(ids, originals):
+        back = reopened.read(episode_id)
+        for name in ("observation.state", "action", "observation.depth.front", "observation.pointcloud",
+                     "observation.mask.front", "next.reward"):
+            np.testing.assert_array_equal(back.data[name], original.data[name])
+        for cam in spec.of_kind("image"):
+            err = np.abs(back.data[cam].astype(int) - original.data[cam]).mean()
+            assert 0 < err < 3, f"JPEG q90 error {err} out of the expected range"
+        assert back.meta == original.meta
+
+
+def test_lossless_image_option_is_exact_and_jpegxl_is_close(tmp_path, spec):
+    lossless = Store.create(tmp_path / "a.zarr", spec, StorageOptions(image_codec="lossless"))
+    jxl = Store.create(tmp_path / "b.zarr", spec, StorageOptions(image_codec="jpegxl", image_quality=90))
+    episode = _episode(spec, 1)
+    cam = "observation.images.front"
+    np.testing.assert_array_equal(lossless.read(lossless.append(episode)).data[cam], episode.data[cam])
+    err = np.abs(jxl.read(jxl.append(episode)).data[cam].astype(int) - episode.data[cam]).mean()
+    assert err < 3
+
+
+def test_plain_zarr_reads_everything_but_lossy_images(tmp_path, spec):
+    store = Store.create(tmp_path / "s.zarr", spec)
+    episode = _episode(spec, 0)
+    episode_id = store.append(episode)
+    group = zarr.open_group(str(tmp_path / "s.zarr" / "episodes" / episode_id), mode="r")
+    np.testing.assert_array_equal(group["observation.depth.front"][:], episode.data["observation.depth.front"])
+    codecs = json.loads((tmp_path / "s.zarr/episodes" / episode_id / "observation.images.front/zarr.json").read_text())
+    assert codecs["codecs"][0]["configuration"]["codecs"][0]["name"] == "demoforge.jpeg"
+
+
+def test_random_frame_read_matches_episode(tmp_path, spec):
+    store = Store.create(tmp_path / "s.zarr", spec, StorageOptions(image_codec="lossless"))
+    episode = _episode(spec, 2)
+    episode_id = store.append(episode)
+    arr = store.array(episode_id, "observation.images.wrist")
+    np.testing.assert_array_equal(arr[7], episode.data["observation.images.wrist"][7])
+
+
+def test_trim_slices_without_reencoding_and_shifts_flags(tmp_path, spec):
+    store = Store.create(tmp_path / "s.zarr", spec)
+    episode = _episode(spec, 3, length=30)
+    episode.data["action"][20, 1] = np.inf
+    episode_id = store.append(episode)
+    before = store.read(episode_id)
+    assert store.meta(episode_id).flags["nonfinite"]["frames"] == [[20, 21]]
+    assert store.trim(episode_id, 5, 25) == 20
+    after = store.read(episode_id)
+    for name in spec.features:  # decoded JPEG frames are bit-identical: no second generation loss
+        np.testing.assert_array_equal(after.data[name], before.data[name][5:25])
+    assert after.meta.flags["nonfinite"]["frames"] == [[15, 16]]
+    assert store.catalog.rows([episode_id])[0]["length"] == 20
+    with pytest.raises(StoreError, match=r"frame range \[0, 99\)"):
+        store.trim(episode_id, 0, 99)
+
+
+def test_delete_touches_nothing_else(tmp_path, spec):
+    store = Store.create(tmp_path / "s.zarr", spec)
+    ids = [store.append(_episode(spec, i)) for i in range(3)]
+    mtimes = {p: p.stat().st_mtime_ns for p in (tmp_path / "s.zarr/episodes/000002").rglob("*")}
+    store.delete([ids[1]])
+    assert store.ids() == [ids[0], ids[2]]
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "s.zarr/episodes/000002").rglob("*")} == mtimes
+    with pytest.raises(StoreError, match="nothing was deleted"):
+        store.delete([ids[0], "999999"])
+    assert store.ids() == [ids[0], ids[2]]
+    assert store.append(_episode(spec, 5)) == "000003"  # ids are never reused
+
+
+def test_catalog_filters_and_rebuilds_after_loss(tmp_path, spec):
+    store = Store.create(tmp_path / "s.zarr", spec)
+    for i in range(6):
+        store.append(_episode(spec, i))
+    store.update_meta("000004", tags=["review"])
+    alice = store.ids('operator == "alice"')
+    assert alice == ["000000", "000003"]
+    assert store.ids('"review" in tags') == ["000004"]
+    assert store.ids('factors.object_color in ["red", "blue"] and not success') == [
+        i for i in store.ids() if store.meta(i).factors["object_color"] in ("red", "blue") and not store.meta(i).success
+    ]
+    store.close()
+    (tmp_path / "s.zarr" / "catalog.sqlite").unlink()
+    for extra in ("catalog.sqlite-wal", "catalog.sqlite-shm"):
+        (tmp_path / "s.zarr" / extra).unlink(missing_ok=True)
+    reader = Store.open(tmp_path / "s.zarr")  # read-only: indexes in memory, writes nothing
+    assert reader.ids('"review" in tags') == ["000004"]
+    assert not (tmp_path / "s.zarr" / "catalog.sqlite").exists()
+    writer = Store.open(tmp_path / "s.zarr", mode="a")
+    assert writer.ids('operator == "alice"') == alice
+    assert (tmp_path / "s.zarr" / "catalog.sqlite").exists()
+
+
+def test_catalog_catches_up_with_episodes_committed_behind_its_back(tmp_path, spec):
+    store = Store.create(tmp_path / "s.zarr", spec)
+    store.append(_episode(spec, 0))
+    # A crash between the commit rename and the catalog insert: the catalog lags one episode.
+    db = sqlite3.connect(tmp_path / "s.zarr" / "catalog.sqlite")
+    store.append(_episode(spec, 1))
+    db.execute("DELETE FROM episodes WHERE id = '000001'")
+    db.commit()
+    db.close()
+    store.close()
+    assert Store.open(tmp_path / "s.zarr").ids() == ["000000", "000001"]
+
+
+def test_merge_and_split_copy_bytes_and_check_specs(tmp_path, spec):
+    a = Store.create(tmp_path / "a.zarr", spec)
+    b = Store.create(tmp_path / "b.zarr", spec)
+    for i in range(3):
+        a.append(_episode(spec, i))
+        b.append(_episode(spec, 10 + i))
+    merged = merge_stores([a, b], tmp_path / "m.zarr")
+    assert len(merged) == 6
+    src = a.read("000001").data["observation.images.front"]
+    np.testing.assert_array_equal(merged.read("000001").data["observation.images.front"], src)
+    assert merged.meta("000004").extra["copied_from"] == {"store": str(b.root), "id": "000001"}
+    chosen = merge_stores([merged], tmp_path / "split.zarr", "success")
+    assert len(chosen) == sum(bool(merged.meta(i).success) for i in merged.ids())
+    other = Store.create(tmp_path / "o.zarr", sample_spec(cameras=1, height=48, width=64))
+    with pytest.raises(SpecMismatch, match="features differ"):
+        merge_stores([a, other], tmp_path / "bad.zarr")
+    assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_bad_input_is_refused_and_store_unchanged(tmp_path, spec):
+    store = Store.create(tmp_path / "s.zarr", spec)
+    store.append(_episode(spec, 0))
+    before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "s.zarr").rglob("*") if "catalog" not in p.name)
+
+    wrong_dtype = _episode(spec, 1)
+    wrong_dtype.data["action"] = wrong_dtype.data["action"].astype(np.float64)
+    with pytest.raises(SpecMismatch, match="feature 'action' has dtype float64, the spec expects float32"):
+        store.append(wrong_dtype)
+    wrong_shape = _episode(spec, 1)
+    wrong_shape.data["observation.state"] = wrong_shape.data["observation.state"][:, :3]
+    with pytest.raises(SpecMismatch, match=r"step shape \[3\]"):
+        store.append(wrong_shape)
+    ragged = _episode(spec, 1)
+    ragged.data["action"] = ragged.data["action"][:-1]
+    with pytest.raises(SpecMismatch, match="different lengths"):
+        store.append(ragged)
+    bad_meta = _episode(spec, 1)
+    bad_meta.meta = EpisodeMeta(task="")
+    with pytest.raises(SchemaError, match="field 'task'"):
+        store.append(bad_meta)
+    nan = _episode(spec, 1)
+    nan.data["action"][3] = np.nan
+    with pytest.raises(SpecMismatch, match=r"NaN or inf in frames \[\[3, 4\]\]"):
+        store.append(nan, nonfinite="refuse")
+
+    after = sorted(p.relative_to(tmp_path) for p in (tmp_path / "s.zarr").rglob("*") if "catalog" not in p.name)
+    assert after == before and store.ids() == ["000000"]
+
+
+def test_open_refuses_newer_format_and_non_stores(tmp_path, spec):
+    Store.create(tmp_path / "s.zarr", spec).close()
+    meta_path = tmp_path / "s.zarr" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["demoforge"]["format_version"] = 99
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match="format_version 99 is newer"):
+        Store.open(tmp_path / "s.zarr")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(StoreError, match="not a demoforge store"):
+        Store.open(tmp_path / "plain")
+    with pytest.raises(StoreError, match="no such store"):
+        Store.open(tmp_path / "missing")
+    Store.create(tmp_path / "ro.zarr", spec).close()
+    with pytest.raises(StoreError, match="opened read-only"):
+        Store.open(tmp_path / "ro.zarr").append(_episode(spec, 0))
+
+
+def test_bad_spec_is_refused_naming_the_field():
+    bad = {"fps": 10, "features": {"observation.images.front": {"dtype": "uint8", "shape": [48, 64, 4], "kind": "image"}}}
+    with pytest.raises(SchemaError, match=r"spec.json: field 'features.observation.images.front.shape.2'"):
+        DatasetSpec.from_dict(bad, "spec.json")
+    with pytest.raises(SchemaError, match="field 'fps'"):
+        DatasetSpec.from_dict({"fps": -1, "features": {"a": {"dtype": "float32", "shape": [1], "kind": "scalar"}}}, "x")
+    with pytest.raises(SchemaError, match="'index'"):
+        DatasetSpec.from_dict({"fps": 5, "features": {"index": {"dtype": "int64", "shape": [1], "kind": "scalar"}}}, "x")
+
+
+def test_concurrent_writers_never_share_an_id(tmp_path, spec):
+    Store.create(tmp_path / "s.zarr", spec).close()
+    a = Store.open(tmp_path / "s.zarr", mode="a")
+    b = Store.open(tmp_path / "s.zarr", mode="a")
+    ids = [a.append(_episode(spec, 0)), b.append(_episode(spec, 1)), a.append(_episode(spec, 2))]
+    assert len(set(ids)) == 3
+    assert Store.open(tmp_path / "s.zarr").ids() == sorted(ids)
+
+
+def test_text_features_round_trip(tmp_path):
+    spec = DatasetSpec(fps=5, features={
+        "action": Feature("float32", (2,), "action"),
+        "language.instruction": Feature("string", (), "text"),
+    })
+    store = Store.create(tmp_path / "t.zarr", spec)
+    text = np.array(["reach", "grasp", "lift"], dtype=object)
+    episode_id = store.append(Episode({"action": np.zeros((3, 2), np.float32), "language.instruction": text},
+                                      EpisodeMeta(task="t")))
+    assert list(store.read(episode_id).data["language.instruction"]) == ["reach", "grasp", "lift"]
+    store.trim(episode_id, 1, 3)
+    assert list(store.read(episode_id).data["language.instruction"]) == ["grasp", "lift"]
+
+
+def test_create_refuses_a_foreign_directory(tmp_path, spec):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    with pytest.raises(DemoforgeError, match="not empty"):
+        Store.create(tmp_path / "x", spec)
+    assert (tmp_path / "x" / "notes.txt").read_text() == "mine"
+    shutil.rmtree(tmp_path / "x")
