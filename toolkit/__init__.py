@@ -1,7 +1,5 @@
-"""demoforge's core: data model, episode store, catalog, format converters and the command line."""
+"""demoforge's core: data model (``spec``, ``episode``), episode ``store`` and ``catalog``, format
+converters (``formats``) and the ``demoforge`` command line (``cli``).
 
-from toolkit.episode import Episode, EpisodeMeta
-from toolkit.errors import DemoforgeError
-from toolkit.spec import DatasetSpec, Feature
-
-__all__ = ["DatasetSpec", "DemoforgeError", "Episode", "EpisodeMeta", "Feature"]
+Nothing is imported here, so ``demoforge --help`` starts without loading numpy or zarr.
+"""

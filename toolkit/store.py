@@ -323,7 +323,7 @@ class Store:
     def append(self, episode: Episode, nonfinite: NonFinitePolicy = "flag") -> str:
         """Check, write and commit one episode; returns its id. The store is unchanged if this raises."""
         self._require_writable()
-        episode = check_episode(episode, self.spec, f"{self.root}: episode {len(self)}", nonfinite)
+        episode = check_episode(episode, self.spec, f"{self.root}: new episode ({episode.meta.task!r})", nonfinite)
         staged = self._staging_dir()
         try:
             group = zarr.open_group(LocalStore(staged), mode="w", zarr_format=3)

@@ -1,0 +1,100 @@
+"""The ``demoforge`` command line, run as a user runs it (a subprocess): help, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from toolkit.sample import sample_episodes, sample_spec
+from toolkit.store import Store
+
+COMMANDS = ["info", "ls", "validate", "import", "export", "merge", "split", "delete", "trim", "reindex", "demo"]
+
+
+def demoforge(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"demoforge {args} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def refused(*args: str) -> str:
+    """Run a command that must fail on bad input: exit 1, exactly one line on stderr, no traceback."""
+    proc = demoforge(*args, check=False)
+    assert proc.returncode == 1, (proc.returncode, proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cli") / "s.zarr"
+    spec = sample_spec(cameras=1, height=32, width=48)
+    with Store.create(root, spec) as s:
+        for e in sample_episodes(spec, 6):
+            s.append(e)
+    return root
+
+
+def test_every_subcommand_has_help():
+    top = demoforge("--help").stdout
+    for command in COMMANDS:
+        assert command in top
+        assert "Usage" in demoforge(command, "--help").stdout
+
+
+def test_info_and_ls(store):
+    info = demoforge("info", store).stdout
+    assert "6 episodes" in info and "observation.images.front" in info and "operators: alice (2)" in info
+    listed = demoforge("ls", store, "--where", 'operator == "bob"').stdout
+    assert "000001" in listed and "000004" in listed and "000000" not in listed
+
+
+def test_edit_commands(store, tmp_path):
+    work = tmp_path / "w.zarr"
+    demoforge("merge", store, "--out", work)
+    length = Store.open(work).entry("000000")["length"]
+    assert f"{length} -> 10 frames" in demoforge("trim", work, "000000", "--start", "5", "--end", "15").stdout
+    assert Store.open(work).entry("000000")["length"] == 10
+    demoforge("delete", work, "000001")
+    assert "000001" not in Store.open(work).ids()
+    assert "--yes" in refused("delete", work, "--where", "success")
+    demoforge("split", work, "--where", "success", "--out", tmp_path / "ok.zarr", "--rest", tmp_path / "rest.zarr")
+    ok, rest = Store.open(tmp_path / "ok.zarr"), Store.open(tmp_path / "rest.zarr")
+    assert len(ok) + len(rest) == len(Store.open(work)) and all(ok.meta(i).success for i in ok.ids())
+    (work / "catalog.sqlite").unlink()
+    assert "catalog rebuilt: 5 episodes" in demoforge("reindex", work).stdout
+    assert "ok" in demoforge("validate", work, "--deep").stdout
+
+
+def test_validate_json_files(tmp_path):
+    good = tmp_path / "spec.json"
+    good.write_text(json.dumps(sample_spec(cameras=1).to_dict()))
+    assert "valid dataset spec" in demoforge("validate", good).stdout
+    bad = tmp_path / "meta.json"
+    bad.write_text('{"task": "x", "success": "yes"}')
+    assert "field 'success'" in refused("validate", bad)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"task": ')
+    assert "not valid JSON (line 1" in refused("validate", broken)
+
+
+def test_bad_input_gives_one_line(store, tmp_path):
+    assert "no such store" in refused("info", tmp_path / "missing.zarr")
+    assert "unknown field 'colour'" in refused("ls", store, "--where", "colour == 'red'")
+    assert "not allowed" in refused("ls", store, "--where", "__import__('os').system('true')")
+    assert "frame range" in refused("trim", store, "000000", "--start", "30", "--end", "10")
+    assert "expected one of lerobot" in refused("export", store, "--to", "parquet", "--out", tmp_path / "x")
+    assert "cannot tell the format" in refused("import", tmp_path, "--out", tmp_path / "y.zarr")
+
+
+def test_usage_errors_exit_2_without_traceback():
+    proc = demoforge("info", check=False)
+    assert proc.returncode == 2 and "Missing argument" in proc.stderr and "Traceback" not in proc.stderr
