@@ -178,7 +178,11 @@ class Catalog:
         """Rows as dicts (JSON columns decoded, empty fields left out)."""
         columns = self.columns()
         all_ids = list(columns.get("id", []))
-        positions = range(len(all_ids)) if ids is None else [all_ids.index(i) for i in ids]
+        if ids is None:
+            positions: Iterable[int] = range(len(all_ids))
+        else:
+            where = {episode_id: p for p, episode_id in enumerate(all_ids)}
+            positions = [where[i] for i in ids]
         out = []
         for p in positions:
             row = {}
