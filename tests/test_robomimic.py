@@ -208,7 +208,8 @@ def _edit(path: Path, fn) -> Path:
     "edit, pattern",
     [
         (lambda f: f["data/demo_2"].attrs.__delitem__("num_samples"), r"data/demo_2: attribute 'num_samples' is missing"),
-        (lambda f: f["data/demo_0"].attrs.__setitem__("num_samples", 99), r"data/demo_0/actions has 4 steps, but attribute num_samples is 99"),
+        (lambda f: f["data/demo_0"].attrs.__setitem__("num_samples", 99),
+         r"data/demo_0/actions has 4 steps, but attribute num_samples is 99"),
         (lambda f: f["data"].move("demo_2", "episode_2"), r"data/episode_2: demo names must be demo_<int>"),
         (lambda f: f.move("data", "trajectories"), r"no 'data' group"),
         (lambda f: f["data/demo_0"].__delitem__("actions"), r"data/demo_0/actions is missing"),

@@ -257,7 +257,9 @@ def _open_root(path: Path) -> tuple[zarr.Group, Any]:
         raise
     except Exception as e:  # zarr raises several types for "nothing here"
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise FormatError(f"{path}: not a zarr group ({reason}); expected a replay buffer with data/ and meta/episode_ends") from None
+        raise FormatError(
+            f"{path}: not a zarr group ({reason}); expected a replay buffer with data/ and meta/episode_ends"
+        ) from None
 
 
 def _portable_dtype(dtype: np.dtype) -> np.dtype | None:
@@ -312,7 +314,8 @@ def _feature_for(key: str, kind: str, dtype: np.dtype, step: tuple[int, ...]) ->
         name = "observation.point_cloud" if key in ("point_cloud", "pointcloud") else f"observation.{key}"
         return name, Feature(dt.name if dt.kind == "f" else "float32", step, "pointcloud")
     if kind == "mask":
-        return f"observation.{key}", Feature(dt.name if dt.name in ("uint8", "uint16", "int32", "bool") else "int32", step, "mask")
+        mask_dtype = dt.name if dt.name in ("uint8", "uint16", "int32", "bool") else "int32"
+        return f"observation.{key}", Feature(mask_dtype, step, "mask")
     name = {"reward": "next.reward", "done": "next.done"}.get(key, f"observation.{key}")
     return name, Feature(dt.name, step, "scalar")
 
@@ -477,7 +480,9 @@ def _ours(path: Path, root: zarr.Group, attrs: dict[str, Any], ends: np.ndarray,
         task_override=task is not None,
     )
     if metas is None:
-        source.warnings.append("meta attribute demoforge_episodes does not match meta/episode_ends; episode metadata not restored")
+        source.warnings.append(
+            "meta attribute demoforge_episodes does not match meta/episode_ends; episode metadata not restored"
+        )
     return source
 
 

@@ -307,6 +307,8 @@ def _guess_obs(key: str, dset: h5py.Dataset) -> tuple[str, Feature] | None:
         return f"observation.depth.{stem}", Feature(depth_dtype, step, "depth")
     if dtype.kind == "f" and len(step) == 2 and step[-1] in (3, 6):
         return f"observation.{key}", Feature(dtype.name, step, "pointcloud")
+    if "mask" in key and len(step) in (2, 3) and dtype.name in ("uint8", "uint16", "int32", "bool"):
+        return f"observation.{key}", Feature(dtype.name, step, "mask")
     if dtype.kind == "f" and len(step) == 1:
         return f"observation.{key}", Feature(dtype.name, step, "state")
     if len(step) <= 1:
@@ -341,7 +343,9 @@ class RobomimicSource:
             array = group[path][()]
         except (OSError, KeyError) as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise FormatError(f"{self.path}: {group.name}/{path}: cannot read ({reason}); the file is truncated or damaged") from None
+            raise FormatError(
+                f"{self.path}: {group.name}/{path}: cannot read ({reason}); the file is truncated or damaged"
+            ) from None
         array = np.asarray(array).astype(feature.numpy_dtype, copy=False)
         return array.reshape((n, *feature.shape))
 
@@ -350,7 +354,8 @@ class RobomimicSource:
         data = {name: self._read(group, self.layout[name], f, n) for name, f in self.spec.features.items()}
         episode_id = None
         if self.ours and "demoforge_meta" in group.attrs:
-            meta = EpisodeMeta.from_dict(_json_attr(self.path, group, "demoforge_meta"), f"{self.path}: {group.name} demoforge_meta")
+            raw = _json_attr(self.path, group, "demoforge_meta")
+            meta = EpisodeMeta.from_dict(raw, f"{self.path}: {group.name} demoforge_meta")
             if "demoforge_id" in group.attrs:
                 episode_id = str(group.attrs["demoforge_id"])
             if self.task:
@@ -474,7 +479,8 @@ def _foreign(
     if "action_dict" in first:
         for key, dset in first["action_dict"].items():
             if isinstance(dset, h5py.Dataset) and dset.dtype.kind == "f" and dset.ndim == 2:
-                features[f"action.{key}"] = Feature("float32" if dset.dtype.name not in ("float32", "float64") else dset.dtype.name, (int(dset.shape[1]),), "action")
+                dtype = dset.dtype.name if dset.dtype.name in ("float32", "float64") else "float32"
+                features[f"action.{key}"] = Feature(dtype, (int(dset.shape[1]),), "action")
                 layout[f"action.{key}"] = f"action_dict/{key}"
     if "rewards" in first:
         features["next.reward"], layout["next.reward"] = Feature("float32", (1,), "scalar"), "rewards"
@@ -491,7 +497,8 @@ def _foreign(
                 raise FormatError(f"{path}: data/{demo}/{rel} is missing ({demos[0]} has it)")
             dset, feature = group[rel], features[name]
             if not dset.shape or dset.shape[0] != n:
-                raise FormatError(f"{path}: data/{demo}/{rel} has {dset.shape[0] if dset.shape else 0} steps, but num_samples is {n}")
+                steps = dset.shape[0] if dset.shape else 0
+                raise FormatError(f"{path}: data/{demo}/{rel} has {steps} steps, but num_samples is {n}")
             if int(np.prod(dset.shape[1:], dtype=np.int64)) != int(np.prod(feature.shape, dtype=np.int64)):
                 raise FormatError(
                     f"{path}: data/{demo}/{rel} has step shape {list(dset.shape[1:])}, {demos[0]} has {list(feature.shape)}"
