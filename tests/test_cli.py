@@ -72,6 +72,10 @@ def test_edit_commands(store, tmp_path):
     (work / "catalog.sqlite").unlink()
     assert "catalog rebuilt: 5 episodes" in demoforge("reindex", work).stdout
     assert "ok" in demoforge("validate", work, "--deep").stdout
+    damaged = work / "episodes" / "000002" / "zarr.json"
+    damaged.write_text('{"zarr_format": 3, "node_')
+    assert f"{damaged}: not valid JSON" in refused("validate", work)
+    assert "no committed episode '000002'" in refused("trim", work, "000002", "--start", "1")
 
 
 def test_validate_json_files(tmp_path):

@@ -33,6 +33,10 @@ def validate_store(path: Path, deep: bool = False) -> str:
     from toolkit.store import Store
 
     with Store.open(path) as store:
+        problems = store.unreadable()
+        if problems:
+            first = next(iter(problems.values()))
+            raise StoreError(f"{first} ({len(problems)} episode folder(s) unreadable; the others are intact)")
         ids = store.ids()
         for episode_id in track(ids, len(ids), "validating"):
             entry = store.entry(episode_id)

@@ -210,6 +210,19 @@ class Store:
                 if pid.isdigit() and not _pid_alive(int(pid)):
                     shutil.rmtree(child, ignore_errors=True)
 
+    def unreadable(self) -> dict[str, str]:
+        """Episode folders that are not committed episodes, with the reason (for ``validate``)."""
+        problems = {}
+        for name in sorted(self._disk_ids()):
+            path = self._entry_path(name)
+            if not path.exists():
+                problems[name] = f"{path}: missing (the episode folder has no group metadata)"
+            elif _read_json(path) is None:
+                problems[name] = f"{path}: not valid JSON"
+            elif self._disk_entry(name) is None:
+                problems[name] = f"{path}: field 'attributes.{ATTR}.committed' is missing"
+        return problems
+
     def rebuild_catalog(self) -> int:
         """Re-index every committed episode from its own attributes; returns the count."""
         self.catalog.clear()
