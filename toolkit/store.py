@@ -47,6 +47,7 @@ from toolkit.catalog import Catalog
 from toolkit.codecs import JpegCodec, JpegXlCodec
 from toolkit.episode import Episode, EpisodeMeta, NonFinitePolicy, check_episode
 from toolkit.errors import StoreError
+from toolkit.progress import track
 from toolkit.shards import slice_shard
 from toolkit.spec import DatasetSpec, Feature
 
@@ -489,9 +490,9 @@ def merge_stores(sources: list[Store], out: str | Path, where: str | None = None
     for other in sources[1:]:
         first.spec.check_compatible(other.spec, f"merge {other.root} into {first.root}")
     target = Store.create(out, first.spec, first.options)
-    for source in sources:
-        for episode_id in source.ids(where):
-            target.copy_from(source, episode_id, {"extra": _copied_extra(source, episode_id)})
+    chosen = [(source, episode_id) for source in sources for episode_id in source.ids(where)]
+    for source, episode_id in track(chosen, len(chosen), f"copying into {Path(out).name}"):
+        target.copy_from(source, episode_id, {"extra": _copied_extra(source, episode_id)})
     return target
 
 
