@@ -19,7 +19,6 @@ Features LeRobot has no standard place for (depth, point clouds, masks, text) ar
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import struct
@@ -438,7 +437,9 @@ def export_lerobot(spec: DatasetSpec, episodes: Iterable[Episode], out: Path, *,
     directory that is renamed to ``out`` at the end, so ``out`` never holds a half dataset. An existing
     non-empty ``out`` is refused unless ``overwrite``. ``video=True`` encodes cameras to mp4 with ``vcodec``
     (``libsvtav1`` = lerobot's default, ``h264`` = fast) at ``crf`` (encoder default when None); otherwise
-    frames are PNG bytes in the data parquet. Depth, point-cloud, mask and text features have no standard
+    frames are PNG bytes in the data parquet. A new data (video) file starts once the current one holds
+    ``data_file_size_mb`` (``video_file_size_mb``), as lerobot rotates files; a file can exceed the limit by
+    one episode. Depth, point-cloud, mask and text features have no standard
     LeRobot feature: they are skipped and listed in the summary. Raises ``FormatError`` (one line) for a
     non-integer fps, an unknown codec or a refused ``out``; ``SpecMismatch`` for an episode that does not
     fit ``spec``.
@@ -457,6 +458,8 @@ def export_lerobot(spec: DatasetSpec, episodes: Iterable[Episode], out: Path, *,
     try:
         counts = _write_dataset(spec, columns, skipped, episodes, tmp, fps, video, vcodec, crf,
                                 data_file_size_mb, video_file_size_mb)
+        if counts[0] == 0:
+            raise FormatError(f"{out}: no episodes to export")
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)  # also on Ctrl-C: nothing half-written survives
@@ -501,7 +504,7 @@ def _write_dataset(spec: DatasetSpec, columns: list[_Column], skipped: list[str]
         for w in video_writers.values():
             w.close()
     if not rows:
-        raise FormatError(f"{root.parent}: no episodes to export")
+        return 0, 0, 0, 0
     episodes_path = root / EPISODES_PATH.format(chunk_index=0, file_index=0)
     episodes_path.parent.mkdir(parents=True)
     pq.write_table(_episodes_table(rows), episodes_path)
@@ -662,11 +665,12 @@ def _apply_sidecar(source: _Source, ours: dict | None) -> _Source:
     except (KeyError, TypeError, ValueError):
         return source
     stored = source.feature
-    if f.kind == stored.kind or (stored.kind in ("state", "scalar", "action") and f.kind in ("state", "scalar", "action")):
-        if int(np.prod(f.shape or (1,))) == int(np.prod(stored.shape or (1,))):
-            dtype = stored.dtype if stored.dtype != "string" else "string"
-            return _Source(source.name, Feature(dtype, f.shape, f.kind, f.names, f.description),
-                           source.storage, source.chw)
+    vectors = ("state", "action", "scalar")
+    same_family = f.kind == stored.kind or (f.kind in vectors and stored.kind in vectors)
+    if same_family and int(np.prod(f.shape or (1,))) == int(np.prod(stored.shape or (1,))):
+        # the stored dtype wins: float64 state was exported as float32
+        return _Source(source.name, Feature(stored.dtype, f.shape, f.kind, f.names, f.description),
+                       source.storage, source.chw)
     return source
 
 
@@ -712,7 +716,7 @@ def _decode_image(blob: bytes, where: str) -> np.ndarray:
     try:
         return imagecodecs.imread(blob)
     except Exception:
-        raise FormatError(f"{where}: image bytes are neither PNG nor JPEG nor another format imagecodecs reads") from None
+        raise FormatError(f"{where}: image bytes are in no format imagecodecs reads (expected PNG)") from None
 
 
 def _camera_column(col: pa.ChunkedArray, src: _Source, root: Path, where: str) -> np.ndarray:
@@ -744,12 +748,10 @@ def _numeric_column(col: pa.ChunkedArray, src: _Source, n: int) -> np.ndarray:
     f = src.feature
     if f.dtype == "string":
         return np.array([str(v) if v is not None else "" for v in col.to_pylist()], dtype=object).reshape(n, *f.shape)
-    array: pa.Array | pa.ChunkedArray = col
+    array = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     while pa.types.is_list(array.type) or pa.types.is_fixed_size_list(array.type) or pa.types.is_large_list(array.type):
-        array = pc.list_flatten(array)
-    values = array.to_numpy(zero_copy_only=False) if isinstance(array, pa.Array) else \
-        np.concatenate([c.to_numpy(zero_copy_only=False) for c in array.chunks]) if array.num_chunks else np.array([])
-    return values.astype(f.dtype, copy=False).reshape(n, *f.shape)
+        array = array.flatten()  # vectors: fixed_size_list (lerobot) or list (converters, salvage)
+    return array.to_numpy(zero_copy_only=False).astype(f.dtype, copy=False).reshape(n, *f.shape)
 
 
 class _VideoCache:
@@ -792,10 +794,11 @@ class _VideoCache:
         left = np.clip(pos - 1, 0, len(dt) - 1)
         right = np.clip(pos, 0, len(dt) - 1)
         pick = np.where(np.abs(dt[left] - times) <= np.abs(dt[right] - times), left, right)
-        worst = float(np.max(np.abs(dt[pick] - times)))
-        if worst > half:
-            raise FormatError(f"{path} has no frame within half a frame period of t={float(times[np.argmax(np.abs(dt[pick] - times))]):.4f}s "
-                              f"(nearest is {worst:.4f}s away): the video is truncated or its timestamps do not match")
+        gaps = np.abs(dt[pick] - times)
+        if gaps.max() > half:
+            raise FormatError(f"{path} has no frame within half a frame period of t={times[gaps.argmax()]:.4f}s "
+                              f"(nearest is {gaps.max():.4f}s away): the video is truncated or its timestamps "
+                              f"do not match meta/episodes")
         chosen = [decoded[order[k]] for k in pick]
         return np.stack([_fit_camera(image, src) for image in chosen])
 
@@ -824,6 +827,34 @@ def _open_video(path: Path) -> Any:
         container.close()
         raise FormatError(f"{path} holds no video stream")
     return container
+
+
+def _mp4_truncation(path: Path) -> str | None:
+    """Why an mp4's top-level boxes do not tile the file (a cut-off download or copy), or None.
+
+    With the index (moov) before the media data, a truncated file still opens and reports its full
+    duration; only the box sizes show that the media data ends early.
+    """
+    size = path.stat().st_size
+    pos = 0
+    with open(path, "rb") as fh:
+        while pos < size:
+            fh.seek(pos)
+            head = fh.read(16)
+            if len(head) < 8:
+                return f"ends inside a box header at byte {pos}"
+            box, kind = struct.unpack(">I4s", head[:8])
+            if box == 1 and len(head) == 16:
+                box = struct.unpack(">Q", head[8:16])[0]
+            elif box == 0:
+                return None  # the last box runs to the end of the file by definition
+            if box < 8:
+                return f"has a malformed '{kind.decode('latin-1')}' box at byte {pos}"
+            if pos + box > size:
+                return (f"is truncated: its '{kind.decode('latin-1')}' box needs {pos + box} bytes, the file has "
+                        f"{size}")
+            pos += box
+    return None
 
 
 def _video_duration(path: Path) -> float:
@@ -956,10 +987,9 @@ class LeRobotSource:
         df = pd.read_parquet(path)
         if "task" in df.columns:
             tasks = df["task"]
-        elif df.index.name == "task":
-            tasks = pd.Series(df.index, index=df.index)
         else:
-            raise FormatError(f"{path}: no 'task' column or index; expected tasks indexed by the task string")
+            # lerobot reads tasks.iloc[task_index].name: the index, named "task" (0.6) or unnamed (0.4)
+            tasks = pd.Series(df.index, index=df.index)
         order = np.argsort(df["task_index"].to_numpy()) if "task_index" in df.columns else np.arange(len(df))
         tasks = [tasks.iloc[k] for k in order]
         if not all(isinstance(t, str) for t in tasks):
@@ -995,7 +1025,8 @@ class LeRobotSource:
         try:
             table = pa.concat_tables(tables, promote_options="permissive")
         except pa.ArrowInvalid as exc:
-            raise FormatError(f"{files[0].parent.parent}: episode files have incompatible columns ({_one_line(exc)})") from None
+            raise FormatError(f"{files[0].parent.parent}: episode files have incompatible columns "
+                              f"({_one_line(exc)})") from None
         missing = {"episode_index", "length"} - set(table.column_names)
         if missing:
             raise FormatError(f"{files[0]}: columns {sorted(missing)} are missing; expected LeRobot v3.0 episode rows")
@@ -1034,6 +1065,9 @@ class LeRobotSource:
             by_file.setdefault(ref.data_path, []).append(ref)
         rows = 0
         for path, file_refs in by_file.items():
+            if _footerless(path):
+                raise FormatError(f"{path} has no parquet footer ({path.stat().st_size} bytes, truncated or never "
+                                  f"closed); {_salvage_report(self, [path])}")
             pf = _parquet_file(path)
             rows += pf.metadata.num_rows
             self._locate_row_groups(pf, path, file_refs)
@@ -1071,7 +1105,7 @@ class LeRobotSource:
         if broken:
             report = _salvage_report(self, broken)
             return (f"{broken[0]} has no parquet footer and {meta_dir} is missing: the recording process died "
-                    f"before finalize(); {claim}, {report}")
+                    f"before finalize(); {claim}; {report}")
         return (f"{meta_dir} is missing ({claim}): the dataset was not finalized or was copied incompletely; "
                 f"lerobot cannot load it either")
 
@@ -1108,6 +1142,9 @@ class LeRobotSource:
             for path, t0 in ref.videos.values():
                 needed[path] = max(needed.get(path, 0.0), t0 + ref.length / self._fps)
         for path, end in needed.items():
+            if path.exists() and path.suffix == ".mp4" and (problem := _mp4_truncation(path)):
+                raise FormatError(f"{path} {problem}; re-download or re-encode it (the episodes in other video "
+                                  f"files are intact)")
             duration = _video_duration(path)
             if duration and duration + 0.5 / self._fps < end:
                 raise FormatError(f"{path} holds {duration:.3f}s of video but meta/episodes needs {end:.3f}s: the "
@@ -1163,7 +1200,8 @@ class LeRobotSource:
                 meta.origin = origin
                 return meta
             except DemoforgeError:
-                self.warnings.append(f"{self.root / EPISODES_SIDECAR}: episode {ref.index} metadata is invalid; ignored")
+                self.warnings.append(f"{self.root / EPISODES_SIDECAR}: episode {ref.index} metadata is invalid; "
+                                     f"ignored")
         tasks = list(ref.tasks)
         if "task_index" in table.column_names:
             for t in pc.unique(table.column("task_index")).to_pylist():
@@ -1178,8 +1216,12 @@ class LeRobotSource:
 
     def _salvage(self) -> list[_EpisodeRef]:
         meta_dir = self.root / "meta" / "episodes"
+        known: dict[int, dict] = {}
         if meta_dir.is_dir() and any(meta_dir.glob("chunk-*/file-*.parquet")):
-            return self._v3_episodes()
+            try:
+                return self._v3_episodes()  # intact after all: nothing to salvage
+            except FormatError:
+                known = self._known_rows(meta_dir)
         data_files = sorted((self.root / "data").glob("chunk-*/*.parquet"))
         refs: list[_EpisodeRef] = []
         for path in data_files:
@@ -1193,14 +1235,28 @@ class LeRobotSource:
         refs.sort(key=lambda r: r.index)
         if not refs:
             raise FormatError(f"{self.root / 'data'}: nothing can be salvaged (no complete row group in any data file)")
+        for ref in refs:
+            row = known.get(ref.index)
+            if row is not None and int(row.get("length", -1)) == ref.length:
+                located = self._v3_ref(row, ref.index)
+                ref.tasks, ref.videos = located.tasks, located.videos
         video_keys = [s.name for s in self._sources if s.storage == "video"]
         for key in video_keys:
-            self._salvage_video(key, refs)
+            if not all(key in ref.videos for ref in refs):
+                self._salvage_video(key, refs)
         total = sum(r.length for r in refs)
         self.salvaged = (f"salvaged {len(refs)} of {self.info.get('total_episodes')} episodes "
                          f"({total} of {self.info.get('total_frames')} frames) from complete row groups")
         self.warnings.append(self.salvaged)
         return refs
+
+    def _known_rows(self, meta_dir: Path) -> dict[int, dict]:
+        """Readable meta/episodes rows by episode_index (empty when they are unreadable too)."""
+        try:
+            table = self._episode_rows(sorted(meta_dir.glob("chunk-*/file-*.parquet")))
+        except FormatError:
+            return {}
+        return {int(r["episode_index"]): r for r in table.to_pylist()}
 
     def _salvage_video(self, key: str, refs: list[_EpisodeRef]) -> None:
         """Episodes are back to back in one mp4 per camera when lerobot died before rotating files."""
@@ -1313,6 +1369,9 @@ class _Thrift:
             size, etype = head >> 4, head & 0x0F
             if size == 15:
                 size = self.varint()
+            if etype in (1, 2):  # booleans inside a list take one byte each
+                self.pos += size
+                return [b == 1 for b in self.buf[self.pos - size:self.pos]]
             return [self.value(etype) for _ in range(size)]
         if ftype == 12:
             return self.struct()
@@ -1331,8 +1390,11 @@ def _rle_hybrid(buf: bytes, pos: int, end: int, width: int, count: int) -> np.nd
             groups = header >> 1
             raw = np.frombuffer(buf, np.uint8, groups * width, t.pos)
             t.pos += groups * width
-            bits = np.unpackbits(raw, bitorder="little").reshape(-1, width) if width else np.zeros((groups * 8, 0), np.uint8)
-            values = (bits.astype(np.int64) << np.arange(width)).sum(axis=1) if width else np.zeros(groups * 8, np.int64)
+            if width:
+                bits = np.unpackbits(raw, bitorder="little").reshape(-1, width).astype(np.int64)
+                values = (bits << np.arange(width)).sum(axis=1)
+            else:
+                values = np.zeros(groups * 8, np.int64)
             take = min(len(values), count - n)
             out[n:n + take] = values[:take]
             n += take
@@ -1374,7 +1436,8 @@ def _plain(data: bytes, pos: int, count: int, dtype: str) -> list | np.ndarray:
             pos += 4 + n
         return values
     if dtype == "bool":
-        return np.unpackbits(np.frombuffer(data, np.uint8, (count + 7) // 8, pos), bitorder="little")[:count].astype(bool)
+        packed = np.frombuffer(data, np.uint8, (count + 7) // 8, pos)
+        return np.unpackbits(packed, bitorder="little")[:count].astype(bool)
     phys = _PHYSICAL[dtype]
     return np.frombuffer(data, phys, count, pos).copy()
 
@@ -1413,14 +1476,18 @@ def _read_page(buf: bytes, pos: int) -> tuple[dict, bytes, int]:
     return header, buf[t.pos:t.pos + size], t.pos + size
 
 
-def _decode_data_page(header: dict, body: bytes, leaf: _Leaf, dictionary: Any, codec: int) -> tuple[Any, np.ndarray, np.ndarray]:
+def _decode_data_page(header: dict, body: bytes, leaf: _Leaf, dictionary: Any,
+                      codec: int) -> tuple[Any, np.ndarray, np.ndarray]:
     """Values, definition levels and repetition levels of one data page."""
     if header[1] == 3:  # DATA_PAGE_V2: levels are stored uncompressed before the (maybe compressed) values
         h = header[8]
         count, rep_len, def_len = h[1], h.get(6, 0), h.get(5, 0)
-        reps = _rle_hybrid(body, 0, rep_len, leaf.max_rep.bit_length(), count) if leaf.max_rep else np.zeros(count, np.int64)
-        defs = _rle_hybrid(body, rep_len, rep_len + def_len, leaf.max_def.bit_length(), count) if leaf.max_def \
-            else np.full(count, 0, np.int64)
+        reps = np.zeros(count, np.int64)
+        if leaf.max_rep:
+            reps = _rle_hybrid(body, 0, rep_len, leaf.max_rep.bit_length(), count)
+        defs = np.zeros(count, np.int64)
+        if leaf.max_def:
+            defs = _rle_hybrid(body, rep_len, rep_len + def_len, leaf.max_def.bit_length(), count)
         rest = body[rep_len + def_len:]
         data = _decompress(codec, rest, header[2] - rep_len - def_len) if h.get(7, True) else rest
         pos, encoding = 0, h[4]
@@ -1451,7 +1518,7 @@ def _decode_data_page(header: dict, body: bytes, leaf: _Leaf, dictionary: Any, c
     return values, defs, reps
 
 
-def _scan_pages(buf: bytes, leaves: list[_Leaf], codec_guess: list[int]) -> list[list[tuple[Any, np.ndarray, np.ndarray]]]:
+def _scan_pages(buf: bytes, leaves: list[_Leaf], codec_guess: list[int]) -> list[list[tuple]]:
     """Walk pages from byte 4; return, per complete row group, each leaf's (values, defs, reps)."""
     groups: list[list[tuple[Any, np.ndarray, np.ndarray]]] = []
     pos = 4
@@ -1581,8 +1648,11 @@ def _salvage_report(source: LeRobotSource, broken: list[Path]) -> str:
             episodes += len(set(table.column("episode_index").to_pylist()))
             frames += table.num_rows
     except Exception as exc:  # the report must never turn a clear refusal into a stack trace
-        return f"and its pages could not be scanned ({_one_line(exc)}): everything is lost"
+        return f"its pages could not be scanned ({_one_line(exc)}): nothing can be salvaged"
     if not episodes:
-        return "and no complete row group survives in the footerless file: every episode is lost"
-    return (f"{episodes} complete episodes ({frames} frames) survive as row groups without the footer; "
-            f"read them with read_lerobot(root, salvage=True) (demoforge import --salvage)")
+        return "no complete row group survives in the footerless file: every episode in it is lost"
+    claimed = source.info.get("total_frames")
+    lost = f"the other {claimed - frames} frames are lost" if isinstance(claimed, int) and claimed > frames \
+        else "nothing else is lost"
+    return (f"{episodes} complete episodes ({frames} frames) survive as row groups without the footer, {lost}; "
+            f"read them with read_lerobot(root, salvage=True)")
