@@ -110,7 +110,7 @@ class Catalog:
         rows = [flatten(e) for e in entries]
         if not rows:
             return
-        self._ensure_columns({k for r in rows for k in r})
+        self._ensure_columns(sorted({k for r in rows for k in r}))
         for row in rows:
             cols = list(row)
             placeholders = ",".join("?" * len(cols))

@@ -84,6 +84,7 @@ def import_(
     task: Annotated[Optional[str], typer.Option(help="task text for formats that do not store one")] = None,
     image_codec: Annotated[str, typer.Option(help="jpeg | jpegxl | lossless")] = "jpeg",
     image_quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG / JPEG-XL quality")] = 90,
+    salvage: Annotated[bool, typer.Option(help="import the complete episodes of a dataset broken by a crash")] = False,
 ) -> None:
     """Import a LeRobot (v3.0, v2.1), robomimic or diffusion_policy/UMI/DemoGen dataset into a store."""
     from toolkit.convert import FORMATS, import_dataset
@@ -92,7 +93,7 @@ def import_(
     _check_choice("--format", fmt, FORMATS)
     _check_choice("--image-codec", image_codec, ("jpeg", "jpegxl", "lossless"))
     options = StorageOptions(image_codec=image_codec, image_quality=image_quality)  # type: ignore[arg-type]
-    store, ids = import_dataset(source, out_store, fmt, task, options)  # type: ignore[arg-type]
+    store, ids = import_dataset(source, out_store, fmt, task, options, salvage)  # type: ignore[arg-type]
     out.print(f"imported {len(ids)} episodes into {store.root} (now {len(store)} episodes)")
 
 

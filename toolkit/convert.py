@@ -37,26 +37,30 @@ def detect_format(path: Path) -> Format:
     )
 
 
-def open_source(path: Path, fmt: Format, task: str | None = None) -> Any:
-    """A reader with ``.spec``, ``len()`` and iteration over ``Episode``s."""
+def open_source(path: Path, fmt: Format, task: str | None = None, salvage: bool = False) -> Any:
+    """A reader with ``.spec``, ``len()`` and iteration over ``Episode``s.
+
+    ``salvage`` reads the complete episodes of a dataset whose writer died (LeRobot without
+    ``finalize()``, a replay buffer with orphaned steps) instead of refusing it.
+    """
     if fmt == "lerobot":
         from toolkit.formats.lerobot import read_lerobot
 
-        return read_lerobot(path)
+        return read_lerobot(path, salvage=salvage)
     if fmt == "robomimic":
         from toolkit.formats.robomimic import read_robomimic
 
         return read_robomimic(path, task=task)
     from toolkit.formats.replay_buffer import read_replay_buffer
 
-    return read_replay_buffer(path, task=task)
+    return read_replay_buffer(path, task=task, salvage=salvage)
 
 
 def import_dataset(src: Path, out: Path, fmt: Format | None = None, task: str | None = None,
-                   options: StorageOptions | None = None) -> tuple[Store, list[str]]:
+                   options: StorageOptions | None = None, salvage: bool = False) -> tuple[Store, list[str]]:
     """Copy every episode of ``src`` into the store at ``out`` (created, or appended to if compatible)."""
     fmt = fmt or detect_format(src)
-    source = open_source(src, fmt, task)
+    source = open_source(src, fmt, task, salvage)
     store = Store.create(out, source.spec, options, exist_ok=True)
     ids = [store.append(e) for e in track(source, len(source), f"importing {src.name}")]
     return store, ids

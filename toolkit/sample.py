@@ -14,7 +14,7 @@ from toolkit.spec import DatasetSpec, Feature
 
 STATE_NAMES = ("ee.x", "ee.y", "ee.z", "ee.roll", "ee.pitch", "ee.yaw", "gripper")
 ACTION_NAMES = ("delta.x", "delta.y", "delta.z", "delta.roll", "delta.pitch", "delta.yaw", "gripper")
-TASKS = ("pick the red cube", "push the blue cube to the goal")
+TASKS = ("pick up the cube", "push the cube to the goal")
 OPERATORS = ("alice", "bob", "scripted:fast")
 COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 220), "green": (40, 180, 60)}
 
