@@ -43,8 +43,8 @@ def store_summary(store: Store, console: Console) -> None:
 
 
 def _flagged(cols: dict[str, np.ndarray]) -> str:
-    parts = [f"{c[6:]} ({sum(v is True for v in cols[c])})" for c in sorted(cols) if c.startswith("flags.")]
-    return ", ".join(parts)
+    counts = {c[6:]: sum(v is True for v in cols[c]) for c in sorted(cols) if c.startswith("flags.")}
+    return ", ".join(f"{name} ({n})" for name, n in counts.items() if n)
 
 
 def episode_table(store: Store, ids: list[str], console: Console, limit: int = 50) -> None:
