@@ -70,19 +70,20 @@ def _column_array(values: list[Any]) -> np.ndarray:
 class Catalog:
     """SQLite-backed index of a store's episodes. Not thread-safe; one per process and store."""
 
-    def __init__(self, path: Path, readonly: bool = False) -> None:
+    def __init__(self, path: Path | None, readonly: bool = False) -> None:
+        """``path=None``, or a missing file opened read-only, gives an in-memory catalog."""
         self.path = path
-        if readonly and not path.exists():
+        if path is None or (readonly and not path.exists()):
             self.db = sqlite3.connect(":memory:")
+            readonly = False
         elif readonly:
             self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         else:
             self.db = sqlite3.connect(path)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-        self.readonly = readonly
         self._columns_cache: tuple[int, dict[str, np.ndarray]] | None = None
-        if not readonly or not path.exists():
+        if not readonly:
             self._create()
 
     def _create(self) -> None:

@@ -195,7 +195,7 @@ class Store:
         if not self.writable:
             # A read-only reader must not write; index the episodes in memory instead.
             self.catalog.close()
-            self.catalog = Catalog(self.root / "catalog.sqlite.absent", readonly=True)
+            self.catalog = Catalog(None)
             in_catalog = set()
         self.catalog.remove(in_catalog - on_disk)
         entries = [e for e in (self._disk_entry(i) for i in sorted(on_disk - in_catalog)) if e]
