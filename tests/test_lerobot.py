@@ -159,7 +159,7 @@ def test_round_trip(video, tmp_path):
     export_lerobot(spec, iter(episodes), tmp_path / "ds", video=video, vcodec="h264")
     source = read_lerobot(tmp_path / "ds")
     assert source.version == "v3.0" and len(source) == 3 and source.skipped == []
-    assert source.tasks == ["pick the red cube", "push the blue cube to the goal"]
+    assert source.tasks == ["pick up the cube", "push the cube to the goal"]
     expected_features = {n: f for n, f in spec.features.items() if n != "observation.depth.front"}
     assert source.spec.features == expected_features
     assert source.spec.fps == 10 and source.spec.robot_type == "demoforge_sample"

@@ -26,3 +26,8 @@ class FormatError(DemoforgeError):
 
 class StoreError(DemoforgeError):
     """A store cannot be opened or changed as asked."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message squeezed onto one short line for a refusal (its type name when it has none)."""
+    return " ".join(str(exc).split())[:200] or type(exc).__name__

@@ -7,6 +7,7 @@ Feature names follow LeRobot's conventions (``observation.state``, ``action``,
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -91,6 +92,16 @@ class DatasetSpec:
     def validated(self, source: str = "dataset spec") -> DatasetSpec:
         """This spec after a round trip through its schema (raises ``SchemaError`` when invalid)."""
         return DatasetSpec.from_dict(self.to_dict(), source)
+
+    def subset(self, names: Iterable[str]) -> DatasetSpec:
+        """This spec with only the features in ``names`` (and their camera entries), in spec order."""
+        keep = set(names)
+        return DatasetSpec(
+            fps=self.fps,
+            robot_type=self.robot_type,
+            features={n: f for n, f in self.features.items() if n in keep},
+            cameras={n: c for n, c in self.cameras.items() if n in keep},
+        )
 
     def of_kind(self, *kinds: str) -> list[str]:
         """Names of the features of the given kinds, in spec order."""

@@ -27,9 +27,7 @@ see ``read_replay_buffer``.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -43,7 +41,10 @@ import zarr
 import zarr.storage
 
 from toolkit.episode import Episode, EpisodeMeta, check_episode
-from toolkit.errors import DemoforgeError, FormatError
+from toolkit.errors import DemoforgeError, FormatError, one_line
+from toolkit.formats.dtypes import portable_dtype
+from toolkit.formats.keys import check_distinct, flat_key
+from toolkit.formats.staging import remove, staged
 from toolkit.formats.summary import ExportSummary
 from toolkit.spec import DatasetSpec, Feature
 
@@ -53,7 +54,6 @@ KINDS = ("state", "action", "image", "depth", "pointcloud", "mask", "scalar", "s
 LOWDIM_COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 CHUNK_BYTES = 1 << 20  # non-image chunks hold about 1 MiB of steps
 DEFAULT_FPS = 10.0  # diffusion_policy's real-robot data; a replay buffer does not record its rate
-_ALLOWED_DTYPES = {"float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "bool"}
 
 image_numcodecs.register_codecs(verbose=False)
 
@@ -93,17 +93,9 @@ def image_compressor(codec: ImageCodec, lossless: bool = False) -> numcodecs.abc
 
 def buffer_key(name: str) -> str:
     """The ``data/<key>`` for a feature name (see the module docstring)."""
-    special = {"action": "action", "next.reward": "reward", "next.done": "done"}
-    if name in special:
-        return special[name]
-    key = name.removeprefix("observation.")
-    if key.startswith("images."):
-        key = key[len("images."):] + "_image"
-    elif key.startswith("depth."):
-        key = key[len("depth."):] + "_depth"
-    elif key == "pointcloud":
-        key = "point_cloud"
-    return key.replace(".", "_")
+    special = {"action": "action", "next.reward": "reward", "next.done": "done",
+               "observation.pointcloud": "point_cloud", "pointcloud": "point_cloud"}
+    return special.get(name) or flat_key(name)
 
 
 def _time_chunk(step_shape: tuple[int, ...], dtype: np.dtype) -> int:
@@ -114,31 +106,15 @@ def _time_chunk(step_shape: tuple[int, ...], dtype: np.dtype) -> int:
 def _layout(spec: DatasetSpec, out: Path) -> tuple[dict[str, str], list[str]]:
     layout: dict[str, str] = {}
     skipped: list[str] = []
-    seen: dict[str, str] = {}
     for name, f in spec.features.items():
         if f.dtype == "string":
             skipped.append(f"feature '{name}': text features are not written to a replay buffer")
             continue
-        key = buffer_key(name)
-        if key in seen:
-            raise FormatError(f"{out}: features '{seen[key]}' and '{name}' both map to data/{key}; rename one")
-        seen[key] = name
-        layout[name] = key
+        layout[name] = buffer_key(name)
+    check_distinct(layout, out, "data/{}")
     if not layout:
         raise FormatError(f"{out}: the spec has no feature a replay buffer can hold")
     return layout, skipped
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` to ``out``; an old ``out`` is moved aside first and removed last."""
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old.is_dir():
-        shutil.rmtree(old)
-    elif old.exists():
-        old.unlink()
 
 
 def _zip_dir(src: Path, dst: Path) -> None:
@@ -171,71 +147,65 @@ def export_replay_buffer(
     spec = spec.validated(f"{out} spec")
     layout, skipped = _layout(spec, out)
     summary = ExportSummary(out=out, format=FORMAT, skipped=skipped)
-    exported = DatasetSpec(
-        fps=spec.fps,
-        robot_type=spec.robot_type,
-        features={n: f for n, f in spec.features.items() if n in layout},
-        cameras={n: c for n, c in spec.cameras.items() if n in layout},
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
     zipped = out.name.endswith(".zip")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    tmp_dir = tmp.with_name(tmp.name + ".d") if zipped else tmp
-    try:
-        root = zarr.open_group(zarr.storage.LocalStore(tmp_dir), mode="w", zarr_format=2)
-        data = root.require_group("data")
-        meta_group = root.require_group("meta")
-        arrays: dict[str, zarr.Array] = {}
-        ends: list[int] = []
-        metas: list[dict[str, Any]] = []
-        total = 0
-        for i, episode in enumerate(episodes):
-            episode = check_episode(episode, spec, f"{out} episode {i}")
-            n = episode.length
-            for name, key in layout.items():
-                value = episode.data[name]
-                if key not in arrays:
-                    f = spec.features[name]
-                    step = tuple(f.shape)
-                    if f.kind == "image":
-                        chunks, comp = (1, *step), compressor
-                    else:
-                        chunks, comp = (_time_chunk(step, value.dtype), *step), LOWDIM_COMPRESSOR
-                    arrays[key] = data.create_array(
-                        key, shape=(0, *step), chunks=chunks, dtype=value.dtype, compressors=comp
-                    )
-                array = arrays[key]
-                array.resize((total + n, *array.shape[1:]))
-                array[total:total + n] = value
-            total += n
-            ends.append(total)
-            entry: dict[str, Any] = {"meta": episode.meta.to_dict()}
-            if episode.id is not None:
-                entry["id"] = episode.id
-            metas.append(entry)
-            summary.episodes += 1
-        if not ends:
-            raise FormatError(f"{out}: no episodes to export")
-        summary.frames = total
-        # diffusion_policy writes episode_ends after the data: an episode exists once its end is recorded
-        meta_group.create_array(
-            "episode_ends", data=np.asarray(ends, dtype=np.int64), chunks=(max(len(ends), 1),), compressors=None
-        )
-        meta_group.attrs["demoforge_episodes"] = metas
-        root.attrs["demoforge_spec"] = exported.to_dict()
-        root.attrs["demoforge_layout"] = layout
-        if zipped:
-            _zip_dir(tmp_dir, tmp)
-            shutil.rmtree(tmp_dir)
-        _replace(tmp, out)
-    except BaseException:
-        for p in {tmp, tmp_dir}:
-            if p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
-            elif p.exists():
-                p.unlink()
-        raise
+    with staged(out) as tmp:
+        tmp_dir = tmp.with_name(tmp.name + ".d") if zipped else tmp
+        try:
+            _write_buffer(tmp_dir, spec, layout, episodes, compressor, summary)
+            if zipped:
+                _zip_dir(tmp_dir, tmp)
+        finally:
+            if zipped:
+                remove(tmp_dir)
     return summary
+
+
+def _write_buffer(root_path: Path, spec: DatasetSpec, layout: dict[str, str], episodes: Iterable[Episode],
+                  compressor: numcodecs.abc.Codec, summary: ExportSummary) -> None:
+    """Write the replay buffer as a zarr v2 directory at ``root_path``; counts go into ``summary``."""
+    out = summary.out
+    root = zarr.open_group(zarr.storage.LocalStore(root_path), mode="w", zarr_format=2)
+    data = root.require_group("data")
+    meta_group = root.require_group("meta")
+    arrays: dict[str, zarr.Array] = {}
+    ends: list[int] = []
+    metas: list[dict[str, Any]] = []
+    total = 0
+    for i, episode in enumerate(episodes):
+        episode = check_episode(episode, spec, f"{out} episode {i}")
+        n = episode.length
+        for name, key in layout.items():
+            value = episode.data[name]
+            if key not in arrays:
+                f = spec.features[name]
+                step = tuple(f.shape)
+                if f.kind == "image":
+                    chunks, comp = (1, *step), compressor
+                else:
+                    chunks, comp = (_time_chunk(step, value.dtype), *step), LOWDIM_COMPRESSOR
+                arrays[key] = data.create_array(
+                    key, shape=(0, *step), chunks=chunks, dtype=value.dtype, compressors=comp
+                )
+            array = arrays[key]
+            array.resize((total + n, *array.shape[1:]))
+            array[total:total + n] = value
+        total += n
+        ends.append(total)
+        entry: dict[str, Any] = {"meta": episode.meta.to_dict()}
+        if episode.id is not None:
+            entry["id"] = episode.id
+        metas.append(entry)
+        summary.episodes += 1
+    if not ends:
+        raise FormatError(f"{out}: no episodes to export")
+    summary.frames = total
+    # diffusion_policy writes episode_ends after the data: an episode exists once its end is recorded
+    meta_group.create_array(
+        "episode_ends", data=np.asarray(ends, dtype=np.int64), chunks=(max(len(ends), 1),), compressors=None
+    )
+    meta_group.attrs["demoforge_episodes"] = metas
+    root.attrs["demoforge_spec"] = spec.subset(layout).to_dict()
+    root.attrs["demoforge_layout"] = layout
 
 
 # ----------------------------------------------------------------------------------------------- import
@@ -256,25 +226,14 @@ def _open_root(path: Path) -> tuple[zarr.Group, Any]:
     except DemoforgeError:
         raise
     except Exception as e:  # zarr raises several types for "nothing here"
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise FormatError(
-            f"{path}: not a zarr group ({reason}); expected a replay buffer with data/ and meta/episode_ends"
+            f"{path}: not a zarr group ({one_line(e)}); expected a replay buffer with data/ and meta/episode_ends"
         ) from None
-
-
-def _portable_dtype(dtype: np.dtype) -> np.dtype | None:
-    if dtype.name in _ALLOWED_DTYPES:
-        return dtype
-    if dtype.kind == "f":
-        return np.dtype("float32")
-    if dtype.kind in "iu":
-        return np.dtype("int64")
-    return None
 
 
 def guess_kind(key: str, dtype: np.dtype, step: tuple[int, ...]) -> str:
     """The demoforge kind of ``data/<key>`` from its name, dtype and step shape ('skip' when none fits)."""
-    if _portable_dtype(dtype) is None:
+    if portable_dtype(dtype) is None:
         return "skip"
     if key == "action" or key.startswith("action"):
         return "action" if len(step) == 1 and dtype.kind in "fiu" else "skip"
@@ -297,7 +256,7 @@ def guess_kind(key: str, dtype: np.dtype, step: tuple[int, ...]) -> str:
 
 def _feature_for(key: str, kind: str, dtype: np.dtype, step: tuple[int, ...]) -> tuple[str, Feature]:
     """Feature name and feature for ``data/<key>`` of ``kind``, with the dtype the spec allows."""
-    dt = _portable_dtype(dtype) or np.dtype("float32")
+    dt = portable_dtype(dtype) or np.dtype("float32")
     if kind == "image":
         stem = re.sub(r"_(image|img|rgb)$", "", key) or key
         return f"observation.images.{stem}", Feature("uint8", step, "image", ("height", "width", "channels"))
@@ -357,9 +316,8 @@ class ReplayBufferSource:
             try:
                 value = np.asarray(array[start:end])
             except Exception as e:
-                reason = str(e).splitlines()[0] if str(e) else type(e).__name__
                 raise FormatError(
-                    f"{self.path}: data/{self.layout[name]} steps {start}..{end}: cannot read ({reason})"
+                    f"{self.path}: data/{self.layout[name]} steps {start}..{end}: cannot read ({one_line(e)})"
                 ) from None
             data[name] = value.astype(self.spec.features[name].numpy_dtype, copy=False)
         episode_id = None

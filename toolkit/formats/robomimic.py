@@ -28,7 +28,6 @@ robomimic's default training config sets ``train.hdf5_load_next_obs = True``: ei
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -39,7 +38,11 @@ import h5py
 import numpy as np
 
 from toolkit.episode import Episode, EpisodeMeta, check_episode
-from toolkit.errors import DemoforgeError, FormatError
+from toolkit.errors import DemoforgeError, FormatError, one_line
+from toolkit.formats.dtypes import portable_dtype
+from toolkit.formats.keys import check_distinct
+from toolkit.formats.keys import flat_key as obs_key
+from toolkit.formats.staging import staged
 from toolkit.formats.summary import ExportSummary
 from toolkit.spec import DatasetSpec, Feature
 
@@ -48,17 +51,6 @@ DEMO_NAME = re.compile(r"^demo_(\d+)$")
 ENV_TYPES = {1: "robosuite", 2: "gym", 3: "ig_momart"}
 # Readable by HDF5 1.12 (h5py 3.7, pinned by diffusion_policy and robomimic's era), whatever HDF5 we run.
 LIBVER = ("earliest", "v112")
-_ALLOWED_DTYPES = {"float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "bool"}
-
-
-def obs_key(name: str) -> str:
-    """robomimic obs key for a feature name (see the module docstring)."""
-    key = name.removeprefix("observation.")
-    if key.startswith("images."):
-        key = key[len("images."):] + "_image"
-    elif key.startswith("depth."):
-        key = key[len("depth."):] + "_depth"
-    return key.replace(".", "_")
 
 
 def _layout(spec: DatasetSpec, out: Path) -> tuple[dict[str, str], list[str]]:
@@ -92,16 +84,8 @@ def _layout(spec: DatasetSpec, out: Path) -> tuple[dict[str, str], list[str]]:
             skipped.append(f"feature '{name}': text features have no robomimic equivalent")
             continue
         layout[name] = "obs/" + obs_key(name)
-    seen: dict[str, str] = {}
-    for name, path in layout.items():
-        if path in seen:
-            raise FormatError(f"{out}: features '{seen[path]}' and '{name}' both map to robomimic '{path}'; rename one")
-        seen[path] = name
+    check_distinct(layout, out, "robomimic '{}'")
     return layout, skipped
-
-
-def _tmp_path(out: Path) -> Path:
-    return out.with_name(f".{out.name}.tmp-{os.getpid()}")
 
 
 def _write_array(group: h5py.Group, path: str, array: np.ndarray) -> None:
@@ -164,18 +148,11 @@ def export_robomimic(
     spec = spec.validated(f"{out} spec")
     layout, skipped = _layout(spec, out)
     summary = ExportSummary(out=out, format=FORMAT, skipped=skipped)
-    exported = DatasetSpec(
-        fps=spec.fps,
-        robot_type=spec.robot_type,
-        features={n: f for n, f in spec.features.items() if n in layout},
-        cameras={n: c for n, c in spec.cameras.items() if n in layout},
-    )
+    exported = spec.subset(layout)
     action_name = next(n for n, p in layout.items() if p == "actions")
     lo, hi, outside = np.inf, -np.inf, 0
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(out)
-    try:
+    with staged(out) as tmp:
         with h5py.File(tmp, "w", libver=LIBVER) as f:
             data = f.create_group("data")
             for i, episode in enumerate(episodes):
@@ -228,10 +205,6 @@ def export_robomimic(
             data.attrs["env_args"] = json.dumps(env_args)
             data.attrs["demoforge_spec"] = json.dumps(exported.to_dict())
             data.attrs["demoforge_layout"] = json.dumps(layout)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     if outside:
         summary.warnings.append(
             f"actions ('{action_name}') range [{lo:.4g}, {hi:.4g}] leaves [-1, 1] in {outside} of {summary.episodes} "
@@ -253,8 +226,7 @@ def _open(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise FormatError(f"{path}: cannot open as HDF5 ({reason}); the file is truncated or damaged") from None
+        raise FormatError(f"{path}: cannot open as HDF5 ({one_line(e)}); the file is truncated or damaged") from None
 
 
 def _json_attr(path: Path, obj: h5py.HLObject, name: str) -> Any:
@@ -282,19 +254,9 @@ def _small_attrs(group: h5py.Group, skip: set[str]) -> dict[str, Any]:
     return out
 
 
-def _portable_dtype(dtype: np.dtype) -> np.dtype | None:
-    if dtype.name in _ALLOWED_DTYPES:
-        return dtype
-    if dtype.kind == "f":
-        return np.dtype("float32")
-    if dtype.kind in "iu":
-        return np.dtype("int64")
-    return None
-
-
 def _guess_obs(key: str, dset: h5py.Dataset) -> tuple[str, Feature] | None:
     """Feature name and feature for a foreign ``obs/<key>``, or None when demoforge has no kind for it."""
-    dtype = _portable_dtype(dset.dtype)
+    dtype = portable_dtype(dset.dtype)
     if dtype is None:
         return None
     step = tuple(int(s) for s in dset.shape[1:])
@@ -342,9 +304,8 @@ class RobomimicSource:
         try:
             array = group[path][()]
         except (OSError, KeyError) as e:
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise FormatError(
-                f"{self.path}: {group.name}/{path}: cannot read ({reason}); the file is truncated or damaged"
+                f"{self.path}: {group.name}/{path}: cannot read ({one_line(e)}); the file is truncated or damaged"
             ) from None
         array = np.asarray(array).astype(feature.numpy_dtype, copy=False)
         return array.reshape((n, *feature.shape))
