@@ -102,3 +102,45 @@ def test_bad_input_gives_one_line(store, tmp_path):
 def test_usage_errors_exit_2_without_traceback():
     proc = demoforge("info", check=False)
     assert proc.returncode == 2 and "Missing argument" in proc.stderr and "Traceback" not in proc.stderr
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
+
+
+def test_demo_end_to_end_export_loads_in_real_lerobot(tmp_path, lerobot_oracle):
+    out = tmp_path / "demo"
+    log = demoforge("demo", "--out", out, "--episodes", "6").stdout
+    assert "LeRobot v3.0 (AV1 video)" in log and "done" in log
+    subset = Store.open(out / "subset.zarr")
+    report = lerobot_oracle.check_load(out / "lerobot")
+    assert report["total_episodes"] == len(subset)
+    assert report["episode_lengths"] == [subset.entry(i)["length"] for i in subset.ids()]
+    assert report["tasks"] == list(dict.fromkeys(subset.meta(i).task for i in subset.ids()))  # first-seen order
+    # demo refuses to clobber a folder it did not make
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("x")
+    assert "not made by 'demoforge demo'" in refused("demo", "--out", foreign)
+    assert (foreign / "keep.txt").exists()
+
+
+def test_import_export_round_trip_through_each_format(tmp_path, store):
+    for fmt, target in (("lerobot", tmp_path / "lr"), ("robomimic", tmp_path / "x.hdf5"),
+                        ("replay-buffer", tmp_path / "rb.zarr")):
+        extra = ["--images"] if fmt == "lerobot" else []
+        demoforge("export", store, "--to", fmt, "--out", target, "--where", "success", *extra)
+        back = tmp_path / f"back-{fmt}.zarr"
+        assert "imported" in demoforge("import", target, "--out", back).stdout
+        original, imported = Store.open(store), Store.open(back)
+        assert [imported.entry(i)["length"] for i in imported.ids()] == [
+            original.entry(i)["length"] for i in original.ids("success")]
+        assert [imported.meta(i).operator for i in imported.ids()] == [
+            original.meta(i).operator for i in original.ids("success")]
+
+
+def test_crashed_lerobot_recording_is_refused_then_salvaged(tmp_path):
+    crashed = FIXTURES / "lerobot" / "v30_lerobot061_crashed_before_finalize"
+    line = refused("import", crashed, "--out", tmp_path / "c.zarr")
+    assert "no parquet footer" in line and "finalize()" in line and "--salvage" in line
+    assert not (tmp_path / "c.zarr").exists()
+    assert "imported 3 episodes" in demoforge("import", crashed, "--out", tmp_path / "c.zarr", "--salvage").stdout

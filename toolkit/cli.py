@@ -119,7 +119,7 @@ def export(
     with Store.open(store) as s:
         summary = export_store(s, out_path, to, where, **options)  # type: ignore[arg-type]
     out.print(f"exported {summary.episodes} episodes, {summary.frames} frames to {summary.out}")
-    for note in list(getattr(summary, "warnings", [])) + [f"skipped feature {f} (not representable)" for f in summary.skipped]:
+    for note in [*summary.warnings, *(f"not exported: {item}" for item in summary.skipped)]:
         err.print(f"[yellow]note:[/yellow] {note}")
 
 

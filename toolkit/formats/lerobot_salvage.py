@@ -389,4 +389,4 @@ def salvage_report(info: dict, broken: list[Path]) -> str:
     lost = f"the other {claimed - frames} frames are lost" if isinstance(claimed, int) and claimed > frames \
         else "nothing else is lost"
     return (f"{episodes} complete episodes ({frames} frames) survive as row groups without the footer, {lost}; "
-            f"read them with read_lerobot(root, salvage=True)")
+            f"import them with 'demoforge import --salvage' (or read_lerobot(root, salvage=True))")
