@@ -41,10 +41,12 @@ except ImportError:  # run from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from toolkit.episode import Episode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import NOISE, noisy, table, tree_bytes  # noqa: E402
 from toolkit.sample import sample_episode, sample_spec
 from toolkit.spec import DatasetSpec
 
-NOISE = 8
 MODES = (("image", None), ("video", "libsvtav1"), ("video", "h264"))
 # An extra lerobot-only run: h264 with the settings our exporter uses (lerobot's default is crf 30, x264's medium).
 MATCHED_H264 = {"crf": 23, "preset": "veryfast"}
@@ -140,26 +142,10 @@ def log(msg: str) -> None:
     print(f"[bench_lerobot_export {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def noisy(episode: Episode, seed: int) -> Episode:
-    """The same episode with seeded uniform noise in [-NOISE, NOISE] on every image (a camera-like texture)."""
-    rng = np.random.default_rng(seed)
-    data = dict(episode.data)
-    for name, arr in episode.data.items():
-        if arr.dtype == np.uint8 and arr.ndim == 4:
-            noise = rng.integers(-NOISE, NOISE + 1, size=arr.shape, dtype=np.int16)
-            data[name] = np.clip(arr.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-    return Episode(data=data, meta=episode.meta)
 
 
-def tree_bytes(path: Path) -> int:
-    return sum(os.stat(os.path.join(d, f)).st_size for d, _, files in os.walk(path) for f in files)
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
 
 
 def find_oracle(explicit: str | None) -> tuple[str | None, str]:

@@ -43,12 +43,14 @@ except ImportError:  # run from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from toolkit.episode import Episode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import NOISE, noisy, table, tree_bytes  # noqa: E402
 from toolkit.sample import OPERATORS, TASKS, sample_episode, sample_spec
 from toolkit.store import ATTR, EPISODES, ID_WIDTH, StorageOptions, Store
 
 CODECS = ("jpeg", "jpegxl", "lossless")
 QUALITY = 90
-NOISE = 8
 QUERY = 'operator == "alice" and length > 25'
 
 
@@ -73,38 +75,18 @@ def log(msg: str) -> None:
     print(f"[bench_store {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def noisy(episode: Episode, seed: int) -> Episode:
-    """The same episode with seeded uniform noise in [-NOISE, NOISE] on every image (a camera-like texture)."""
-    rng = np.random.default_rng(seed)
-    data = dict(episode.data)
-    for name, arr in episode.data.items():
-        if arr.dtype == np.uint8 and arr.ndim == 4:
-            noise = rng.integers(-NOISE, NOISE + 1, size=arr.shape, dtype=np.int16)
-            data[name] = np.clip(arr.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-    return Episode(data=data, meta=episode.meta)
 
 
 def raw_bytes(episode: Episode) -> int:
     return sum(a.nbytes for a in episode.data.values())
 
 
-def tree_bytes(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for f in files:
-            total += os.stat(os.path.join(dirpath, f)).st_size
-    return total
 
 
 def ms(seconds: float) -> str:
     return f"{seconds * 1e3:.1f}"
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(headers), sep, *(line(r) for r in rows)])
 
 
 # --------------------------------------------------------------------------------------------------

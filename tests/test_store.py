@@ -12,7 +12,7 @@ import zarr
 
 from toolkit.episode import Episode, EpisodeMeta
 from toolkit.errors import DemoforgeError, SchemaError, SpecMismatch, StoreError
-from toolkit.sample import sample_episode, sample_episodes, sample_spec
+from toolkit.sample import sample_episode, sample_spec
 from toolkit.spec import DatasetSpec, Feature
 from toolkit.store import StorageOptions, Store, merge_stores
 

@@ -16,7 +16,7 @@ zarr reader can read everything but the lossy images.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Self
 
 import imagecodecs
