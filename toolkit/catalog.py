@@ -68,18 +68,19 @@ def _column_array(values: list[Any]) -> np.ndarray:
 
 
 class Catalog:
-    """SQLite-backed index of a store's episodes. Not thread-safe; one per process and store."""
+    """SQLite-backed index of a store's episodes. Usable from any thread, one thread at a time (the
+    recorder's writer thread owns it while recording)."""
 
     def __init__(self, path: Path | None, readonly: bool = False) -> None:
         """``path=None``, or a missing file opened read-only, gives an in-memory catalog."""
         self.path = path
         if path is None or (readonly and not path.exists()):
-            self.db = sqlite3.connect(":memory:")
+            self.db = sqlite3.connect(":memory:", check_same_thread=False)
             readonly = False
         elif readonly:
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         else:
-            self.db = sqlite3.connect(path)
+            self.db = sqlite3.connect(path, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
         self._columns_cache: tuple[int, dict[str, np.ndarray]] | None = None
