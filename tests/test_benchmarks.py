@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 @pytest.mark.parametrize("script, expected", [
     ("bench_store.py", "Append cost vs store size"),
     ("bench_lerobot_export.py", "lerobot/ours"),
+    ("bench_recorder.py", "highest sustained rate"),
 ])
 def test_benchmark_quick_run_prints_its_table(script, expected, tmp_path):
     proc = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--tmpdir", str(tmp_path)],
