@@ -44,7 +44,8 @@ def recording_spec(env_spec: DatasetSpec, fps: float) -> DatasetSpec:
 @dataclass
 class RecorderConfig:
     """``fps``: control rate; ``max_steps``: an episode ends after this many frames; ``operator``: who
-    records; ``wait_for_start``: when False an episode starts at once (no START event needed)."""
+    records; ``wait_for_start``: when False an episode starts at once (no START event needed);
+    ``realtime``: pace the loop at ``fps`` (off for simulated scripted recording, where nothing waits)."""
 
     fps: float = 10.0
     max_steps: int = 300
@@ -52,6 +53,7 @@ class RecorderConfig:
     task: str | None = None
     queue_size: int = 2
     wait_for_start: bool = False
+    realtime: bool = True  # False: no pacing (a simulator with a scripted operator runs as fast as it can)
     extra_factors: dict[str, Any] = field(default_factory=dict)
 
 
@@ -158,7 +160,9 @@ class Recorder:
             tick += 1
             # Fixed schedule: sleep to the next due tick; skip the ticks an overrun swallowed.
             late = time.perf_counter() - (t0 + tick * period)
-            if late > 0:
+            if not self.config.realtime:
+                pass
+            elif late > 0:
                 overruns += 1
                 missed = int(late // period)
                 dropped += missed

@@ -202,6 +202,31 @@ def reindex(store: StoreArg) -> None:
 
 
 @app.command()
+def record(
+    out_store: Annotated[Path, typer.Option("--out", "-o", help="store to record into (created, or appended to)")],
+    env: Annotated[str, typer.Option(help="tabletop (embedded MuJoCo scene) or synthetic")] = "tabletop",
+    task: Annotated[str, typer.Option(help="tabletop task: pick_place or push")] = "pick_place",
+    device: Annotated[str, typer.Option(help="scripted, spacemouse, keyboard or replay")] = "scripted",
+    episodes: Annotated[int, typer.Option(min=1, help="episodes to keep")] = 5,
+    operator: Annotated[Optional[str], typer.Option(help="operator id written into each episode")] = None,
+    style: Annotated[str, typer.Option(help="scripted operator style: careful, fast, side or noisy")] = "careful",
+    fps: Annotated[float, typer.Option(min=1, help="control rate in Hz")] = 10.0,
+    max_steps: Annotated[int, typer.Option(min=1, help="frames after which an episode ends")] = 200,
+    seed: Annotated[int, typer.Option(help="seed of the first episode's factors; the next ones count up")] = 0,
+    height: Annotated[int, typer.Option(help="camera height in pixels")] = 240,
+    width: Annotated[int, typer.Option(help="camera width in pixels")] = 320,
+    replay_store: Annotated[Optional[Path], typer.Option(help="replay device: store to replay from")] = None,
+    replay_episode: Annotated[Optional[str], typer.Option(help="replay device: episode id")] = None,
+    realtime: Annotated[bool, typer.Option(help="pace the loop at --fps (--no-realtime: a scripted sim run goes flat out)")] = True,
+) -> None:
+    """Record episodes by teleoperation (or a scripted operator) into a store; Ctrl-C keeps every finished episode."""
+    from teleop.recording import record_command
+
+    record_command(out_store, env, task, device, episodes, operator, style, fps, max_steps, seed, height, width,
+                   replay_store, replay_episode, err, realtime)
+
+
+@app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="where to write the demo store and exports")] = Path("demo-output"),
     episodes: Annotated[int, typer.Option(min=1, help="episodes to generate")] = 12,
