@@ -10,6 +10,12 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 "$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else 1)' \
   || { echo "demoforge needs Python >= 3.11 (found $("$PYTHON" --version 2>&1))" >&2; exit 1; }
 
+# MuJoCo renders headless through Mesa's EGL; Debian images usually have it, a bare one may not.
+if ! ldconfig -p 2>/dev/null | grep -q 'libEGL.so.1'; then
+  echo "[bootstrap] installing Mesa EGL for headless MuJoCo rendering (apt-get)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libgl1 libgles2 >/dev/null
+fi
+
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 [ -x .venv/bin/uv ] || .venv/bin/python -m pip install --quiet --disable-pip-version-check uv
 
