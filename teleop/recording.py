@@ -23,7 +23,7 @@ def build_device(name: str, env: Environment, style: str, seed: int, replay_stor
     if name == "scripted":
         from teleop.sim.scripted import scripted_operator
 
-        return scripted_operator(env, style, seed)
+        return scripted_operator(env, style, seed)  # type: ignore[arg-type]
     if name == "replay":
         if replay_store is None or replay_episode is None:
             raise DemoforgeError("--device replay: give --replay-store and --replay-episode")

@@ -12,7 +12,8 @@ import pytest
 from toolkit.sample import sample_episodes, sample_spec
 from toolkit.store import Store
 
-COMMANDS = ["info", "ls", "validate", "import", "export", "merge", "split", "delete", "trim", "reindex", "demo"]
+COMMANDS = ["info", "ls", "validate", "import", "export", "merge", "split", "delete", "trim", "reindex", "record",
+            "demo"]
 
 
 def demoforge(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -109,9 +110,13 @@ FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
 
 def test_demo_end_to_end_export_loads_in_real_lerobot(tmp_path, lerobot_oracle):
     out = tmp_path / "demo"
-    log = demoforge("demo", "--out", out, "--episodes", "6").stdout
+    log = demoforge("demo", "--out", out).stdout
     assert "LeRobot v3.0 (AV1 video)" in log and "done" in log
-    subset = Store.open(out / "subset.zarr")
+    recorded = Store.open(out / "store.zarr")
+    operators = {recorded.meta(i).operator for i in recorded.ids()}
+    assert {"scripted:careful", "scripted:side", "scripted:fast"} <= operators
+    assert len({recorded.meta(i).factors["object_colour"] for i in recorded.ids()}) > 1
+    subset = Store.open(out / "pick_place.zarr")
     report = lerobot_oracle.check_load(out / "lerobot")
     assert report["total_episodes"] == len(subset)
     assert report["episode_lengths"] == [subset.entry(i)["length"] for i in subset.ids()]
@@ -122,6 +127,19 @@ def test_demo_end_to_end_export_loads_in_real_lerobot(tmp_path, lerobot_oracle):
     (foreign / "keep.txt").write_text("x")
     assert "not made by 'demoforge demo'" in refused("demo", "--out", foreign)
     assert (foreign / "keep.txt").exists()
+
+
+def test_record_on_the_tabletop_with_a_scripted_operator(tmp_path):
+    out = tmp_path / "rec.zarr"
+    log = demoforge("record", "--out", out, "--task", "push", "--style", "hesitant", "--episodes", "2",
+                    "--height", "96", "--width", "128", "--no-realtime").stderr
+    assert "recorded 2 episodes" in log
+    store = Store.open(out)
+    meta = store.meta(store.ids()[0])
+    assert meta.operator == "scripted:hesitant" and meta.factors["task_kind"] == "push"
+    assert meta.timing["target_hz"] == 10
+    assert store.spec.features["observation.images.front"].shape == (96, 128, 3)
+    assert "expected one of careful" in refused("record", "--out", out, "--style", "sloppy")
 
 
 def test_import_export_round_trip_through_each_format(tmp_path, store):

@@ -209,7 +209,7 @@ def record(
     device: Annotated[str, typer.Option(help="scripted, spacemouse, keyboard or replay")] = "scripted",
     episodes: Annotated[int, typer.Option(min=1, help="episodes to keep")] = 5,
     operator: Annotated[Optional[str], typer.Option(help="operator id written into each episode")] = None,
-    style: Annotated[str, typer.Option(help="scripted operator style: careful, fast, side or noisy")] = "careful",
+    style: Annotated[str, typer.Option(help="scripted operator style: careful, fast, side, hesitant or noisy")] = "careful",
     fps: Annotated[float, typer.Option(min=1, help="control rate in Hz")] = 10.0,
     max_steps: Annotated[int, typer.Option(min=1, help="frames after which an episode ends")] = 200,
     seed: Annotated[int, typer.Option(help="seed of the first episode's factors; the next ones count up")] = 0,
@@ -229,12 +229,12 @@ def record(
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="where to write the demo store and exports")] = Path("demo-output"),
-    episodes: Annotated[int, typer.Option(min=1, help="episodes to generate")] = 12,
+    scale: Annotated[int, typer.Option(min=1, help="multiply the episodes recorded per operator")] = 1,
 ) -> None:
-    """The main job end to end on built-in sample data: write a store, inspect it, edit it, export it."""
-    from toolkit.demo import run_demo
+    """The main job end to end on the embedded simulator: record with scripted operators, inspect, edit, export."""
+    from teleop.demo import run_demo
 
-    run_demo(out_dir, episodes, out)
+    run_demo(out_dir, scale, out)
 
 
 def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> None:

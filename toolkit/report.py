@@ -11,8 +11,16 @@ from rich.table import Table
 from toolkit.store import Store
 
 
+def _show(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
 def _counts(values: np.ndarray, top: int = 6) -> str:
-    counter = Counter(v for v in values if v is not None)
+    """Top values with counts; a numeric column with many values as its range instead."""
+    present = [v for v in values if v is not None and v == v]
+    if values.dtype.kind == "f" and len(set(present)) > top:
+        return f"{min(present):.3g} .. {max(present):.3g} (numeric, {len(present)} values)"
+    counter = Counter(_show(v) for v in present)
     text = ", ".join(f"{k} ({n})" for k, n in counter.most_common(top))
     return text + (f", ... {len(counter) - top} more" if len(counter) > top else "") or "-"
 
@@ -53,7 +61,8 @@ def episode_table(store: Store, ids: list[str], console: Console, limit: int = 5
     table = Table("id", "len", "task", "operator", "success", "factors", "tags", "flags",
                   title=f"{len(ids)} episodes" + (f" (first {limit})" if limit and len(ids) > limit else ""))
     for row in rows:
-        factors = ", ".join(f"{k[8:]}={v}" for k, v in row.items() if k.startswith("factors."))
+        # Categorical factors only: continuous ones (poses, intensities) are summarised by `info`.
+        factors = ", ".join(f"{k[8:]}={v}" for k, v in row.items() if k.startswith("factors.") and not isinstance(v, float))
         flags = ", ".join(k[6:] for k in row if k.startswith("flags."))
         success = {True: "yes", False: "no"}.get(row.get("success"), "-")
         table.add_row(row["id"], str(row["length"]), row.get("task", ""), row.get("operator") or "-", success,
