@@ -120,16 +120,25 @@ RECORD_FOREVER = textwrap.dedent(
 )
 
 
+def _wait_for_a_commit(root: Path, before: int, timeout: float = 30.0) -> None:
+    """Block until the recorder has committed a new episode, so the interrupt lands mid-session."""
+    deadline = time.monotonic() + timeout
+    while sum(1 for p in (root / "episodes").iterdir() if p.is_dir()) <= before:
+        assert time.monotonic() < deadline, "the recorder committed nothing"
+        time.sleep(0.02)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_kill_or_ctrl_c_mid_recording_keeps_every_committed_episode(tmp_path, sig):
     env = SyntheticEnv(cameras=2, height=48, width=64)
     root = tmp_path / "rec.zarr"
     Store.create(root, recording_spec(env.spec, 100)).close()
-    for delay in (0.3, 0.9):
+    for delay in (0.05, 0.4):
         proc = subprocess.Popen([sys.executable, "-c", RECORD_FOREVER, str(root)], stdout=subprocess.PIPE, text=True,
                                 cwd=Path(__file__).resolve().parents[2])
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(delay)
+        _wait_for_a_commit(root, before=len(Store.open(root)))
+        time.sleep(delay)  # then interrupt at some point of a later episode
         os.kill(proc.pid, sig)
         out = proc.stdout.read()
         proc.wait(timeout=60)
