@@ -13,13 +13,15 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("script, expected", [
-    ("bench_store.py", "Append cost vs store size"),
-    ("bench_lerobot_export.py", "lerobot/ours"),
-    ("bench_recorder.py", "highest sustained rate"),
+@pytest.mark.parametrize("script, writes_files, expected", [
+    ("bench_store.py", True, "Append cost vs store size"),
+    ("bench_lerobot_export.py", True, "lerobot/ours"),
+    ("bench_recorder.py", True, "highest sustained rate"),
+    ("bench_sim.py", False, "ms per step"),
 ])
-def test_benchmark_quick_run_prints_its_table(script, expected, tmp_path):
-    proc = subprocess.run([sys.executable, str(BENCH / script), "--quick", "--tmpdir", str(tmp_path)],
+def test_benchmark_quick_run_prints_its_table(script, writes_files, expected, tmp_path):
+    args = ["--quick", "--tmpdir", str(tmp_path)] if writes_files else ["--quick"]
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args],
                           capture_output=True, text=True, timeout=600, env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert expected in proc.stdout
