@@ -6,7 +6,8 @@ presses, not key releases, so each press (or auto-repeat) moves one step; presse
 tick add up, clipped to the per-tick maximum. ``close()`` restores the terminal (also at exit).
 
 Keys: w/s +x/-x, a/d +y/-y, r/f +z/-z, q/e +yaw/-yaw (arrow keys: up/down x, left/right y),
-space toggles the gripper, n START, Enter END + SUCCESS, Backspace or x DISCARD, Esc or Ctrl-C QUIT.
+space toggles the gripper, n START, Enter END + SUCCESS, z END + FAILURE, Backspace or x DISCARD,
+u RERECORD (discard and start again), Esc or Ctrl-C QUIT.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from teleop.device import DISCARD, END, QUIT, START, SUCCESS, Command, register
+from teleop.device import DISCARD, END, FAILURE, QUIT, RERECORD, START, SUCCESS, Command, register
 from teleop.devices._options import config_from
 from toolkit.errors import DemoforgeError
 
@@ -36,12 +37,13 @@ ARROWS = {ord("A"): (0, 1), ord("B"): (0, -1), ord("D"): (1, 1), ord("C"): (1, -
 EVENTS = {
     ord("n"): frozenset({START}),
     ord("\r"): frozenset({END, SUCCESS}), ord("\n"): frozenset({END, SUCCESS}),
+    ord("z"): frozenset({END, FAILURE}), ord("u"): frozenset({RERECORD}),
     0x7F: frozenset({DISCARD}), 0x08: frozenset({DISCARD}), ord("x"): frozenset({DISCARD}),
     0x03: frozenset({QUIT}),  # Ctrl-C arrives as a byte because ISIG is off
 }
 ESC, SPACE = 0x1B, ord(" ")
 HELP = ("keyboard: w/s x  a/d y  r/f z  q/e yaw  space gripper  n start  Enter end+success  "
-        "Backspace/x discard  Esc/Ctrl-C quit")
+        "z end+failure  Backspace/x discard  u re-record  Esc/Ctrl-C quit")
 
 
 @dataclass

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from teleop.device import DISCARD, END, QUIT, START, SUCCESS, make_device
+from teleop.device import DISCARD, END, FAILURE, QUIT, RERECORD, START, SUCCESS, make_device
 from teleop.devices.keyboard import Keyboard
 from toolkit.errors import DemoforgeError
 
@@ -71,7 +71,8 @@ def test_gripper_toggle_holds(term):
 @pytest.mark.parametrize(
     ("key", "events"),
     [(b"\r", {END, SUCCESS}), (b"\n", {END, SUCCESS}), (b"\x7f", {DISCARD}), (b"\x08", {DISCARD}),
-     (b"x", {DISCARD}), (b"n", {START}), (b"\x1b", {QUIT}), (b"\x03", {QUIT})],
+     (b"x", {DISCARD}), (b"n", {START}), (b"\x1b", {QUIT}), (b"\x03", {QUIT}), (b"z", {END, FAILURE}),
+     (b"u", {RERECORD})],
 )
 def test_event_keys(term, key, events):
     kb, master, slave, _ = term
