@@ -42,7 +42,7 @@ def record_command(out: Path, env_name: str, task: str, device_name: str, episod
         operator = operator or (f"scripted:{style}" if device_name == "scripted" else device_name)
         episodes = 1 if device_name == "replay" else episodes  # a replay plays its one episode
         config = RecorderConfig(fps=fps, max_steps=max_steps, operator=operator,
-                                wait_for_start=device_name in ("spacemouse", "keyboard"), realtime=realtime)
+                                wait_for_start=device_name == "keyboard", realtime=realtime)  # n starts; the SpaceMouse records at once
         return record_session(env, device, store, config, episodes, seed, console)
     finally:
         env.close()
