@@ -41,8 +41,9 @@ def record_command(out: Path, env_name: str, task: str, device_name: str, episod
         store = Store.create(out, recording_spec(env.spec, fps), exist_ok=True)
         operator = operator or (f"scripted:{style}" if device_name == "scripted" else device_name)
         episodes = 1 if device_name == "replay" else episodes  # a replay plays its one episode
+        # The keyboard starts an episode with 'n'; the SpaceMouse has no start button and records at once.
         config = RecorderConfig(fps=fps, max_steps=max_steps, operator=operator,
-                                wait_for_start=device_name == "keyboard", realtime=realtime)  # n starts; the SpaceMouse records at once
+                                wait_for_start=device_name == "keyboard", realtime=realtime)
         return record_session(env, device, store, config, episodes, seed, console)
     finally:
         env.close()
