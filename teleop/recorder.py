@@ -193,8 +193,10 @@ class Recorder:
     def _episode(self, frames: dict[str, list[np.ndarray]], success: bool | None, timing: dict[str, Any]) -> Episode:
         data = {name: np.stack(values) for name, values in frames.items()}
         factors = {**self.env.factors(), **self.config.extra_factors}
+        # Calibration can change per episode (camera-pose factors), so each episode keeps its own copy.
+        extra = {"cameras": self.env.spec.cameras} if self.env.spec.cameras else {}
         meta = EpisodeMeta(task=self.config.task or self.env.task, operator=self.config.operator, success=success,
-                           factors=factors, timing=timing)
+                           factors=factors, timing=timing, extra=extra)
         return Episode(data=data, meta=meta)
 
     def close(self) -> list[str]:

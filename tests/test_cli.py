@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from toolkit.sample import sample_episodes, sample_spec
@@ -139,6 +140,9 @@ def test_record_on_the_tabletop_with_a_scripted_operator(tmp_path):
     assert meta.operator == "scripted:hesitant" and meta.factors["task_kind"] == "push"
     assert meta.timing["target_hz"] == 10
     assert store.spec.features["observation.images.front"].shape == (96, 128, 3)
+    # each episode keeps the calibration of its own (jittered) front camera
+    poses = [np.array(store.meta(i).extra["cameras"]["observation.images.front"]["extrinsics"]) for i in store.ids()]
+    assert poses[0].shape == (4, 4) and not np.allclose(poses[0], poses[1])
     assert "expected one of careful" in refused("record", "--out", out, "--style", "sloppy")
 
 
