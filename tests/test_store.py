@@ -255,3 +255,21 @@ def test_create_refuses_a_foreign_directory(tmp_path, spec):
         Store.create(tmp_path / "x", spec)
     assert (tmp_path / "x" / "notes.txt").read_text() == "mine"
     shutil.rmtree(tmp_path / "x")
+
+
+def test_catalog_catches_up_with_a_trim_interrupted_before_its_catalog_row(tmp_path, spec):
+    store = Store.create(tmp_path / "s.zarr", spec)
+    episode_id = store.append(_episode(spec, 0, length=30))
+    # Simulate a crash right after the trimmed episode was swapped in: the catalog still says 30 frames.
+    def die(entries):
+        raise KeyboardInterrupt  # the process is stopped before it writes the row
+
+    store.catalog.upsert = die
+    with pytest.raises(KeyboardInterrupt):
+        store.trim(episode_id, 0, 20)
+    assert (tmp_path / "s.zarr" / ".pending" / episode_id).exists()
+    reader = Store.open(tmp_path / "s.zarr")
+    assert reader.catalog.rows([episode_id])[0]["length"] == 20
+    writer = Store.open(tmp_path / "s.zarr", mode="a")
+    assert writer.catalog.rows([episode_id])[0]["length"] == 20
+    assert not (tmp_path / "s.zarr" / ".pending" / episode_id).exists()

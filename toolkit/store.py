@@ -9,6 +9,7 @@ Layout (readable in a minute, like diffusion_policy's ReplayBuffer)::
       episodes/000042/<feature>    one array per feature, time on axis 0
       catalog.sqlite               fast index over the episodes' metadata (rebuildable, see catalog.py)
       .staging/  .trash/           work in progress; never read
+      .pending/                    markers of in-place changes whose catalog row is not written yet
 
 Arrays: state/action/scalar features are one chunk per episode (blosc-zstd, bitshuffle); images,
 depth, masks and point clouds are one-frame chunks inside one shard per episode, so a random frame
@@ -56,6 +57,7 @@ ATTR = "demoforge"
 EPISODES = "episodes"
 STAGING = ".staging"
 TRASH = ".trash"
+PENDING = ".pending"
 ID_WIDTH = 6
 
 _LOSSLESS = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
@@ -186,20 +188,40 @@ class Store:
         entry = ((meta or {}).get("attributes") or {}).get(ATTR)
         return entry if isinstance(entry, dict) and entry.get("committed") else None
 
+    def _pending_ids(self) -> set[str]:
+        """Episodes changed in place (trim, metadata) whose catalog row may not have caught up."""
+        pending = self.root / PENDING
+        return {p.name for p in pending.iterdir()} if pending.is_dir() else set()
+
+    def _mark_pending(self, episode_id: str) -> None:
+        (self.root / PENDING).mkdir(exist_ok=True)
+        (self.root / PENDING / episode_id).touch()
+
+    def _clear_pending(self, episode_id: str) -> None:
+        (self.root / PENDING / episode_id).unlink(missing_ok=True)
+
     def _reconcile(self) -> None:
-        """Bring the catalog in step with the committed episodes on disk (cheap when nothing changed)."""
+        """Bring the catalog in step with the committed episodes on disk (cheap when nothing changed).
+
+        Appends and deletes show up as a difference between the ids in ``episodes/`` and in the
+        catalog; in-place changes leave a marker in ``.pending/`` until their catalog row is written.
+        """
         on_disk = self._disk_ids()
+        pending = self._pending_ids()
         in_catalog = set(self.catalog.ids())
-        if on_disk == in_catalog:
+        if on_disk == in_catalog and not pending:
             return
         if not self.writable:
             # A read-only reader must not write; index the episodes in memory instead.
             self.catalog.close()
             self.catalog = Catalog(None)
-            in_catalog = set()
+            in_catalog, pending = set(), set()
         self.catalog.remove(in_catalog - on_disk)
-        entries = [e for e in (self._disk_entry(i) for i in sorted(on_disk - in_catalog)) if e]
+        stale = (on_disk - in_catalog) | (pending & on_disk)
+        entries = [e for e in (self._disk_entry(i) for i in sorted(stale)) if e]
         self.catalog.upsert(entries)
+        for episode_id in pending:
+            self._clear_pending(episode_id)
 
     def _clean_staging(self) -> None:
         """Remove work left behind by writers that died (their pid is gone)."""
@@ -372,8 +394,10 @@ class Store:
         entry = self.entry(episode_id)
         meta = EpisodeMeta.from_dict({**entry["meta"], **changes}, f"{self.root}: episode {episode_id}")
         entry["meta"] = meta.to_dict()
+        self._mark_pending(episode_id)
         _set_entry(self._episodes_dir / episode_id, entry)
         self.catalog.upsert([entry])
+        self._clear_pending(episode_id)
         return meta
 
     def delete(self, ids: Iterable[str]) -> list[str]:
@@ -420,8 +444,10 @@ class Store:
             _set_entry(staged, entry)
             if self.options.fsync:
                 fsops.fsync_tree(staged)
+            self._mark_pending(episode_id)
             self._swap_in(staged, source_dir)
             self.catalog.upsert([entry])
+            self._clear_pending(episode_id)
         finally:
             if staged.exists():
                 shutil.rmtree(staged, ignore_errors=True)
