@@ -134,7 +134,7 @@ class Recorder:
         obs = self.env.reset(seed)
         period = 1.0 / self.config.fps
         frames: dict[str, list[np.ndarray]] = {name: [] for name in self.store.spec.features}
-        stamps: list[float] = []
+        stamps: list[float] = []  # wall time of each recorded frame, seconds since t0
         started = not self.config.wait_for_start
         success: bool | None = None
         outcome: str | None = None
@@ -147,8 +147,8 @@ class Recorder:
             started = started or START in events
             success = True if SUCCESS in events else False if FAILURE in events else success
             if started:
-                self._add_frame(frames, obs, command, time.perf_counter() - t0)
-                stamps.append(time.perf_counter())
+                stamps.append(time.perf_counter() - t0)
+                self._add_frame(frames, obs, command, stamps[-1])
             for event in (QUIT, DISCARD, RERECORD, END):
                 if event in events:
                     outcome = event
@@ -158,17 +158,16 @@ class Recorder:
             if outcome is None:
                 obs = self.env.step(command.action)
             tick += 1
-            # Fixed schedule: sleep to the next due tick; skip the ticks an overrun swallowed.
-            late = time.perf_counter() - (t0 + tick * period)
-            if not self.config.realtime:
-                pass
-            elif late > 0:
-                overruns += 1
-                missed = int(late // period)
-                dropped += missed
-                tick += missed
-            else:
-                time.sleep(-late)
+            if self.config.realtime:
+                # Fixed schedule: sleep to the next due tick; skip the ticks an overrun swallowed.
+                late = time.perf_counter() - (t0 + tick * period)
+                if late > 0:
+                    overruns += 1
+                    missed = int(late // period)
+                    dropped += missed
+                    tick += missed
+                else:
+                    time.sleep(-late)
             if self.on_tick:
                 self.on_tick({"frames": len(stamps), "elapsed": time.perf_counter() - t0, "overruns": overruns})
         timing = timing_stats(np.array(stamps), period, overruns, dropped, self._backpressure)
@@ -177,6 +176,8 @@ class Recorder:
         if success is None and keep:
             success = bool(self.env.success())
         if keep:
+            # The wait for room in the writer's queue delays the *next* episode's start, so it is
+            # reported in that episode's timing.
             self._backpressure = self.writer.submit(self._episode(frames, success, timing))
         return EpisodeResult(kept=keep, frames=len(stamps), success=success, timing=timing, quit=outcome == QUIT)
 

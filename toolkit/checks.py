@@ -41,8 +41,11 @@ def validate_store(path: Path, deep: bool = False) -> str:
         for episode_id in track(ids, len(ids), "validating"):
             entry = store.entry(episode_id)
             EpisodeMeta.from_dict(entry["meta"], f"{path}/episodes/{episode_id}/zarr.json meta")
+            group = store.group(episode_id)  # one metadata read per episode, not one per feature
             for name, feature in store.spec.features.items():
-                arr = store.array(episode_id, name)
+                if name not in group:
+                    raise StoreError(f"{path}/episodes/{episode_id}/{name}: missing (the spec lists it)")
+                arr = group[name]
                 expected = (entry["length"], *feature.shape)
                 if tuple(arr.shape) != expected:
                     raise StoreError(f"{path}/episodes/{episode_id}/{name}: shape {list(arr.shape)}, expected {list(expected)}")

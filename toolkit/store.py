@@ -274,6 +274,14 @@ class Store:
     def meta(self, episode_id: str) -> EpisodeMeta:
         return EpisodeMeta(**self.entry(episode_id)["meta"])
 
+    def _open_group(self, episode_id: str) -> zarr.Group:
+        return zarr.open_group(LocalStore(self._episodes_dir / episode_id, read_only=True), mode="r")
+
+    def group(self, episode_id: str) -> zarr.Group:
+        """The committed episode's zarr group, read-only (its arrays are lazy)."""
+        self.entry(episode_id)
+        return self._open_group(episode_id)
+
     def array(self, episode_id: str, feature: str) -> zarr.Array:
         """A lazy zarr array for one feature of one episode (index it to read frames)."""
         if feature not in self.spec.features:
@@ -285,7 +293,7 @@ class Store:
         """Load an episode's arrays (all features, or the ones named) into memory."""
         entry = self.entry(episode_id)
         names = list(features) if features is not None else list(self.spec.features)
-        group = zarr.open_group(LocalStore(self._episodes_dir / episode_id, read_only=True), mode="r")
+        group = self._open_group(episode_id)
         data = {name: np.asarray(group[name][...]) for name in names}
         return Episode(data=data, meta=EpisodeMeta(**entry["meta"]), id=episode_id)
 
