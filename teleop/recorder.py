@@ -117,6 +117,7 @@ class EpisodeResult:
     success: bool | None
     timing: dict[str, Any]
     quit: bool = False
+    episode: Episode | None = None  # the kept episode as recorded (in memory; the writer commits a copy)
 
 
 class Recorder:
@@ -175,11 +176,13 @@ class Recorder:
         keep = outcome in (END, QUIT) and len(stamps) > 0
         if success is None and keep:
             success = bool(self.env.success())
-        if keep:
+        episode = self._episode(frames, success, timing) if keep else None
+        if episode is not None:
             # The wait for room in the writer's queue delays the *next* episode's start, so it is
             # reported in that episode's timing.
-            self._backpressure = self.writer.submit(self._episode(frames, success, timing))
-        return EpisodeResult(kept=keep, frames=len(stamps), success=success, timing=timing, quit=outcome == QUIT)
+            self._backpressure = self.writer.submit(episode)
+        return EpisodeResult(kept=keep, frames=len(stamps), success=success, timing=timing, quit=outcome == QUIT,
+                             episode=episode)
 
     def _add_frame(self, frames: dict[str, list[np.ndarray]], obs: dict[str, np.ndarray], command: Command,
                    wall: float) -> None:

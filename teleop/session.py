@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from rich.text import Text
 from teleop.device import Device
 from teleop.env import Environment
 from teleop.recorder import Recorder, RecorderConfig
+from toolkit.episode import Episode
 from toolkit.store import Store
 
 
@@ -35,8 +37,13 @@ def _status(state: dict[str, Any]) -> Text:
 
 
 def record_session(env: Environment, device: Device, store: Store, config: RecorderConfig, episodes: int,
-                   seed: int = 0, console: Console | None = None) -> SessionResult:
-    """Record up to ``episodes`` kept episodes (seeds ``seed``, ``seed+1``, ...) or until QUIT / Ctrl-C."""
+                   seed: int = 0, console: Console | None = None,
+                   after_episode: Callable[[Episode, Console], None] | None = None) -> SessionResult:
+    """Record up to ``episodes`` kept episodes (seeds ``seed``, ``seed+1``, ...) or until QUIT / Ctrl-C.
+
+    ``after_episode(episode, console)`` runs after each kept episode, before the next one starts (live
+    feedback to the operator, e.g. its compatibility with a base set).
+    """
     console = console or Console(stderr=True)
     state = {"episode": 0, "kept": 0, "frames": 0, "elapsed": 0.0, "overruns": 0}
     live = Live(_status(state), console=console, refresh_per_second=4, transient=True) if sys.stderr.isatty() else None
@@ -66,6 +73,12 @@ def record_session(env: Environment, device: Device, store: Store, config: Recor
             console.print(f"episode {attempt - 1}: {outcome}, {result.frames} frames, {success}, "
                           f"{result.timing['period_mean_s'] and 1 / result.timing['period_mean_s']:.1f} Hz, "
                           f"overruns {result.timing['overruns']}")
+            if after_episode and result.episode is not None:
+                if live:
+                    live.stop()
+                after_episode(result.episode, console)
+                if live:
+                    live.start()
             if result.quit:
                 break
     except KeyboardInterrupt:
