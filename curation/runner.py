@@ -1,16 +1,35 @@
 """The runner: map passes over episodes, then reduce.
 
-``map_episode`` and ``reduce_results`` are the two halves every engine uses (a serial loop here, a local
-process pool for stores, Dask later); ``run_episodes`` is the serial form for episodes already in memory.
+``map_episode`` and ``reduce_results`` are the two halves every engine uses (a serial loop, a local
+process pool for stores, Dask later); ``run_episodes`` is the serial form for episodes already in memory,
+``curate_store`` the whole job on a store: fit (passes with a base set), map in a process pool, reduce,
+save the scores into the store and write the JSON report (``schemas/curation_report.schema.json``).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import json
+import multiprocessing
+import os
+import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
-from curation.base import DatasetResult, EpisodeResult, Pass
+import numpy as np
+
+from curation.base import DatasetResult, EpisodeResult, Pass, load_for, params_dict, params_hash
 from toolkit.episode import Episode
+from toolkit.errors import DemoforgeError, StoreError, one_line
+from toolkit.progress import track
+from toolkit.scores import SCORES_DIR, PassScores, read_pass_scores, write_pass_scores
 from toolkit.spec import DatasetSpec
+from toolkit.store import Store
+from toolkit.validation import validate
 
 
 def map_episode(passes: Sequence[Pass], episode: Episode, spec: DatasetSpec) -> dict[str, EpisodeResult]:
@@ -33,3 +52,201 @@ def reduce_results(passes: Sequence[Pass], results: Iterable[dict[str, EpisodeRe
 def run_episodes(passes: Sequence[Pass], episodes: Iterable[Episode], spec: DatasetSpec) -> dict[str, DatasetResult]:
     """Serial map and reduce over in-memory episodes (each needs an ``id``)."""
     return reduce_results(passes, (map_episode(passes, e, spec) for e in episodes), spec)
+
+
+# -- stores: a local process pool, scores saved into the store, a report ----------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+@dataclass
+class CurationRun:
+    """What ``curate_store`` did: each pass's dataset result, the report (as written), episodes that
+    could not be read."""
+
+    results: dict[str, DatasetResult]
+    report: dict[str, Any]
+    failed: dict[str, str] = field(default_factory=dict)
+    report_path: Path | None = None
+
+
+def default_workers(episodes: int) -> int:
+    """One process for small jobs (starting a pool costs more than it saves), else every core."""
+    return 1 if episodes < 200 else max(1, min(os.cpu_count() or 1, 8))
+
+
+def _init_worker(root: str, passes: Sequence[Pass], features: list[str]) -> None:
+    _WORKER.update(store=Store.open(root, mode="r"), passes=passes, features=features)
+
+
+def _map_ids(ids: list[str]) -> list[tuple[str, dict[str, EpisodeResult] | str]]:
+    """Map every pass over each episode; an unreadable episode gives its error text instead."""
+    store: Store = _WORKER["store"]
+    out: list[tuple[str, dict[str, EpisodeResult] | str]] = []
+    for episode_id in ids:
+        try:
+            episode = store.read(episode_id, _WORKER["features"])
+        except (DemoforgeError, OSError, ValueError) as e:
+            out.append((episode_id, one_line(e)))
+            continue
+        out.append((episode_id, map_episode(_WORKER["passes"], episode, store.spec)))
+    return out
+
+
+def _chunks(ids: list[str], workers: int) -> list[list[str]]:
+    size = max(1, min(64, len(ids) // (workers * 8) or 1))
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+
+def map_store(store: Store, passes: Sequence[Pass], ids: list[str], workers: int,
+              description: str = "curating") -> tuple[list[dict[str, EpisodeResult]], dict[str, str]]:
+    """Per-episode results for ``ids`` (in a pool of ``workers`` processes when > 1) and read failures."""
+    features = load_for(passes, store.spec)
+    chunks = _chunks(ids, workers)
+    done: list[tuple[str, dict[str, EpisodeResult] | str]] = []
+    if workers <= 1:
+        _init_worker(str(store.root), passes, features)
+        try:
+            for chunk in track(chunks, len(chunks), description):
+                done += _map_ids(chunk)
+        finally:
+            _WORKER.clear()
+    else:
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                 initargs=(str(store.root), list(passes), features)) as pool:
+            futures = [pool.submit(_map_ids, chunk) for chunk in chunks]
+            try:
+                for future in track(as_completed(futures), len(futures), description):
+                    done += future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+    results = [r for _, r in sorted(done, key=lambda item: item[0]) if not isinstance(r, str)]
+    failed = {episode_id: r for episode_id, r in done if isinstance(r, str)}
+    return results, failed
+
+
+def fit_passes(store: Store, passes: Sequence[Pass], base: str | None) -> list[Pass]:
+    """Fit the passes that need a base set (``fit``) on the episodes ``base`` selects."""
+    fitted: list[Pass] = []
+    for p in passes:
+        fit = getattr(p, "fit", None)
+        if fit is None:
+            fitted.append(p)
+            continue
+        if not base:
+            raise DemoforgeError(f"the {p.name} pass needs a base set: add --base FILTER "
+                                 "(e.g. --base 'operator == \"alice\"')")
+        ids = store.ids(base)
+        if not ids:
+            raise DemoforgeError(f"--base {base!r}: selects no episodes in {store.root}")
+        episodes = list(store.episodes(ids, load_for([p], store.spec)))
+        result = fit(episodes, store.spec)
+        fitted.append(result if result is not None else p)
+    return fitted
+
+
+def curate_store(store: Store, passes: Sequence[Pass], where: str | None = None, base: str | None = None,
+                 workers: int = 0, report_path: Path | None = None) -> CurationRun:
+    """Run ``passes`` over the episodes ``where`` selects; save scores into the store; write the report.
+
+    Nothing is saved unless every pass finished (Ctrl-C or a crash leaves the previous scores). Scores
+    go to ``STORE/curation/<pass>.parquet`` (merged with earlier runs on other episodes), the report to
+    ``STORE/curation/report.json`` and, if given, ``report_path``.
+    """
+    started = time.perf_counter()
+    if not store.writable:
+        raise StoreError(f"{store.root}: opened read-only; curation writes scores into the store")
+    ids = store.ids(where)
+    if not ids:
+        raise DemoforgeError(f"--where {where!r}: selects no episodes in {store.root}")
+    workers = workers or default_workers(len(ids))
+    passes = fit_passes(store, passes, base)
+    results, failed = map_store(store, passes, ids, workers)
+    timings: dict[str, float] = {}
+    datasets: dict[str, DatasetResult] = {}
+    for p in passes:
+        t0 = time.perf_counter()
+        datasets.update(reduce_results([p], ({p.name: r[p.name]} for r in results), store.spec))
+        timings[p.name] = time.perf_counter() - t0
+    revisions = dict(zip(store.catalog.columns()["id"], store.catalog.columns()["revision"]))
+    for p in passes:
+        _save(store, p, datasets[p.name], revisions, base if hasattr(p, "fit") else None)
+    report = build_report(store, passes, datasets, where, base, len(ids), failed, workers,
+                          time.perf_counter() - started)
+    path = store.root / SCORES_DIR / "report.json"
+    write_report(report, path)
+    if report_path is not None:
+        write_report(report, report_path)
+    return CurationRun(results=datasets, report=report, failed=failed, report_path=report_path or path)
+
+
+def _save(store: Store, p: Pass, result: DatasetResult, revisions: dict[str, str], base: str | None) -> None:
+    table = PassScores(name=p.name, version=p.version, params=params_dict(p.params),
+                       params_hash=params_hash(p.params), created=_now(), summary=result.summary,
+                       findings=[f.to_dict() for f in result.findings], extra={"base": base})
+    for episode_id, r in result.episodes.items():
+        table.rows[episode_id] = dict(r.scores)
+        table.flags[episode_id] = {name: flag.to_dict() for name, flag in r.flags.items()}
+        table.revisions[episode_id] = revisions.get(episode_id, "")
+        table.versions[episode_id] = (p.version, table.params_hash)
+    write_pass_scores(store.root, table.merge_into(read_pass_scores(store.root, p.name)))
+
+
+_SEVERITY = {"high": 0, "medium": 1, "low": 2, "info": 3}
+
+
+def build_report(store: Store, passes: Sequence[Pass], datasets: dict[str, DatasetResult], where: str | None,
+                 base: str | None, episodes: int, failed: dict[str, str], workers: int,
+                 seconds: float) -> dict[str, Any]:
+    """The JSON report (``schemas/curation_report.schema.json``)."""
+    section: dict[str, Any] = {}
+    findings: list[dict[str, Any]] = []
+    for p in passes:
+        result = datasets[p.name]
+        keys = sorted({k for r in result.episodes.values() for k in r.scores})
+        section[p.name] = {"version": p.version, "params": params_dict(p.params), "params_hash": params_hash(p.params),
+                           "base": base if hasattr(p, "fit") else None, "scores": keys,
+                           "summary": _json_ready(result.summary),
+                           "findings": [f.to_dict() for f in result.findings]}
+        findings += [{"pass": p.name, **f.to_dict()} for f in result.findings]
+    findings.sort(key=lambda f: _SEVERITY.get(f["severity"], 9))
+    return {"format": "demoforge.curation_report", "format_version": 1, "demoforge_version": _version(),
+            "store": str(store.root), "created": _now(), "where": where, "episodes": episodes, "failed": failed,
+            "workers": workers, "seconds": round(seconds, 3), "passes": section, "findings": findings}
+
+
+def write_report(report: dict[str, Any], path: Path) -> None:
+    """Validate against the schema and write atomically."""
+    validate(report, "curation_report", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(report, indent=1))
+    os.replace(tmp, path)
+
+
+def _json_ready(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=_plain))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("demoforge")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

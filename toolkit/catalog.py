@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from toolkit import query
+from toolkit.scores import ScoreColumns, revision
 
 # Columns every catalog has; flattened metadata adds more as it appears.
-BASE_COLUMNS = ("id", "length", "task", "operator", "success", "created", "tags")
+BASE_COLUMNS = ("id", "length", "task", "operator", "success", "created", "tags", "revision")
 _JSON_COLUMNS = ("tags",)
 
 
@@ -36,6 +37,7 @@ def flatten(entry: Mapping[str, Any]) -> dict[str, Any]:
         "success": meta.get("success"),
         "created": entry.get("created"),
         "tags": sorted(meta.get("tags") or []),
+        "revision": revision(entry),
     }
     for key, value in (meta.get("factors") or {}).items():
         row[f"factors.{key}"] = value
@@ -71,9 +73,11 @@ class Catalog:
     """SQLite-backed index of a store's episodes. Usable from any thread, one thread at a time (the
     recorder's writer thread owns it while recording)."""
 
-    def __init__(self, path: Path | None, readonly: bool = False) -> None:
-        """``path=None``, or a missing file opened read-only, gives an in-memory catalog."""
+    def __init__(self, path: Path | None, readonly: bool = False, scores_root: Path | None = None) -> None:
+        """``path=None``, or a missing file opened read-only, gives an in-memory catalog. ``scores_root``:
+        the store whose curation scores (``toolkit.scores``) join the columns."""
         self.path = path
+        self.scores = ScoreColumns(scores_root)
         if path is None or (readonly and not path.exists()):
             self.db = sqlite3.connect(":memory:", check_same_thread=False)
             readonly = False
@@ -83,7 +87,7 @@ class Catalog:
             self.db = sqlite3.connect(path, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-        self._columns_cache: tuple[int, dict[str, np.ndarray]] | None = None
+        self._columns_cache: tuple[Any, dict[str, np.ndarray]] | None = None
         if not readonly:
             self._create()
 
@@ -98,11 +102,12 @@ class Catalog:
         self.db.close()
 
     # -- writing -------------------------------------------------------------------------------
-    def _columns(self) -> list[str]:
+    def column_names(self) -> list[str]:
+        """The stored columns (without the joined score columns)."""
         return [r[1] for r in self.db.execute("PRAGMA table_info(episodes)")]
 
     def _ensure_columns(self, names: Iterable[str]) -> None:
-        existing = set(self._columns())
+        existing = set(self.column_names())
         for name in names:
             if name not in existing:
                 self.db.execute(f'ALTER TABLE episodes ADD COLUMN "{name}"')
@@ -142,8 +147,8 @@ class Catalog:
         return self.db.execute("SELECT MAX(id) FROM episodes").fetchone()[0]
 
     def columns(self) -> dict[str, np.ndarray]:
-        """All rows as columns (sorted by id), cached until the catalog changes."""
-        version = self.db.execute("PRAGMA data_version").fetchone()[0] + self.db.total_changes
+        """All rows as columns (sorted by id) with the curation scores joined, cached until either changes."""
+        version = (self.db.execute("PRAGMA data_version").fetchone()[0] + self.db.total_changes, self.scores.stamp())
         if self._columns_cache and self._columns_cache[0] == version:
             return self._columns_cache[1]
         cursor = self.db.execute("SELECT * FROM episodes ORDER BY id")
@@ -164,6 +169,9 @@ class Catalog:
                 columns[name] = arr
             else:
                 columns[name] = _column_array(values)
+        if "id" in columns:
+            revisions = columns.get("revision", np.full(len(columns["id"]), None, dtype=object))
+            columns.update(self.scores.columns(columns["id"], revisions))
         self._columns_cache = (version, columns)
         return columns
 

@@ -108,7 +108,7 @@ class Store:
         self.spec = spec
         self.options = options
         self.writable = writable
-        self.catalog = Catalog(root / "catalog.sqlite", readonly=not writable)
+        self.catalog = Catalog(root / "catalog.sqlite", readonly=not writable, scores_root=root)
         self._next_hint = 0
         self._reconcile()
         if writable:
@@ -209,12 +209,14 @@ class Store:
         on_disk = self._disk_ids()
         pending = self._pending_ids()
         in_catalog = set(self.catalog.ids())
+        if on_disk and "revision" not in self.catalog.column_names():
+            pending = pending | on_disk  # a catalog from before episode revisions: re-index every row
         if on_disk == in_catalog and not pending:
             return
         if not self.writable:
             # A read-only reader must not write; index the episodes in memory instead.
             self.catalog.close()
-            self.catalog = Catalog(None)
+            self.catalog = Catalog(None, scores_root=self.root)
             in_catalog, pending = set(), set()
         self.catalog.remove(in_catalog - on_disk)
         stale = (on_disk - in_catalog) | (pending & on_disk)
