@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -11,8 +12,11 @@ from teleop.env import Environment
 from teleop.envs import make_env
 from teleop.recorder import RecorderConfig, recording_spec
 from teleop.session import SessionResult, record_session
+from toolkit.episode import Episode
 from toolkit.errors import DemoforgeError
 from toolkit.store import Store
+
+Feedback = Callable[[Episode, Console], None]
 
 
 def build_device(name: str, env: Environment, style: str, seed: int, replay_store: Path | None,
@@ -34,7 +38,9 @@ def build_device(name: str, env: Environment, style: str, seed: int, replay_stor
 def record_command(out: Path, env_name: str, task: str, device_name: str, episodes: int, operator: str | None,
                    style: str, fps: float, max_steps: int, seed: int, height: int, width: int,
                    replay_store: Path | None, replay_episode: str | None, console: Console,
-                   realtime: bool = True) -> SessionResult:
+                   realtime: bool = True, feedback: Callable[[Store], Feedback] | None = None) -> SessionResult:
+    """Record from flags. ``feedback(store)`` builds the hook shown to the operator after each episode
+    (e.g. compatibility with a base set), once the store is open."""
     env = make_env(env_name, task=task, height=height, width=width)
     try:
         device = build_device(device_name, env, style, seed, replay_store, replay_episode)
@@ -44,6 +50,7 @@ def record_command(out: Path, env_name: str, task: str, device_name: str, episod
         # The keyboard starts an episode with 'n'; the SpaceMouse has no start button and records at once.
         config = RecorderConfig(fps=fps, max_steps=max_steps, operator=operator,
                                 wait_for_start=device_name == "keyboard", realtime=realtime)
-        return record_session(env, device, store, config, episodes, seed, console)
+        after = feedback(store) if feedback else None
+        return record_session(env, device, store, config, episodes, seed, console, after_episode=after)
     finally:
         env.close()

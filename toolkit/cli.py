@@ -218,12 +218,58 @@ def record(
     replay_store: Annotated[Optional[Path], typer.Option(help="replay device: store to replay from")] = None,
     replay_episode: Annotated[Optional[str], typer.Option(help="replay device: episode id")] = None,
     realtime: Annotated[bool, typer.Option(help="pace the loop at --fps (--no-realtime: a scripted sim run goes flat out)")] = True,
+    compat_base: Annotated[Optional[str], typer.Option(
+        help="after each episode, show its compatibility with the base set this filter selects in --out "
+             '(e.g. \'operator == "expert"\'): score and worst windows')] = None,
 ) -> None:
     """Record episodes by teleoperation (or a scripted operator) into a store; Ctrl-C keeps every finished episode."""
     from teleop.recording import record_command
 
+    feedback = None
+    if compat_base:
+        from curation.elicit import Elicitor
+
+        def feedback(s):  # fitted once the store is open, before the first episode
+            return Elicitor.from_store(s, compat_base)
+
     record_command(out_store, env, task, device, episodes, operator, style, fps, max_steps, seed, height, width,
-                   replay_store, replay_episode, err, realtime)
+                   replay_store, replay_episode, err, realtime, feedback)
+
+
+@app.command()
+def curate(
+    store: StoreArg,
+    passes: Annotated[Optional[str], typer.Option(
+        help="comma-separated: quality, diversity, compatibility, shortcuts "
+             "(default: quality,diversity,shortcuts, plus compatibility with --base)")] = None,
+    where: WhereOpt = None,
+    base: Annotated[Optional[str], typer.Option(
+        help='compatibility: filter selecting the base set, e.g. \'operator == "alice"\' or \'"expert" in tags\'')] = None,
+    workers: Annotated[int, typer.Option(min=0, help="processes for the per-episode map (0: one per core for 200+ episodes)")] = 0,
+    images: Annotated[bool, typer.Option(help="also use camera frames (visual diversity, background-pixel shortcut probe)")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="also write the JSON report here (always in STORE/curation/report.json)")] = None,
+) -> None:
+    """Score episodes for quality, diversity, compatibility and shortcut factors; save the scores in the store."""
+    from curation.commands import curate_command
+
+    curate_command(store, passes, where, base, workers, images, report, out)
+
+
+@app.command("select")
+def select_(
+    store: StoreArg,
+    where: WhereOpt = None,
+    view: Annotated[Optional[str], typer.Option(help="use a view saved in the store instead of --where")] = None,
+    out_store: Annotated[Optional[Path], typer.Option("--out", "-o", help="copy the selected episodes into this new store")] = None,
+    save_view: Annotated[Optional[str], typer.Option(help="save --where as a named view inside the store")] = None,
+    note: Annotated[str, typer.Option(help="a note kept with --save-view")] = "",
+    views: Annotated[bool, typer.Option("--views", help="list the views saved in the store")] = False,
+    limit: Annotated[int, typer.Option(help="rows to show when neither --out nor --save-view is given")] = 20,
+) -> None:
+    """Select a curated subset by scores, tags and metadata (e.g. 'quality.ok and compatibility.score > 0.8')."""
+    from toolkit.selection import select_command
+
+    select_command(store, where, view, out_store, save_view, note, views, limit, out, err)
 
 
 @app.command()
@@ -232,7 +278,7 @@ def demo(
     scale: Annotated[int, typer.Option(min=1, help="multiply the episodes recorded per operator")] = 1,
 ) -> None:
     """The main job end to end on the embedded simulator: record with scripted operators, inspect, edit, export."""
-    from teleop.demo import run_demo
+    from curation.demo import run_demo
 
     run_demo(out_dir, scale, out)
 

@@ -2,8 +2,10 @@
 
 Records a small real dataset on the MuJoCo tabletop with scripted operators of distinct styles across
 seeded factor variations (object type and colour, poses, lighting, camera pose, table height,
-distractors), inspects and edits it, selects the successful episodes and exports them to LeRobot v3.0
-and robomimic, then reads the LeRobot export back. Later stages (curate, augment, browse) join here.
+distractors), inspects and edits it, curates it (quality, diversity, shortcut factors, compatibility
+with the careful operator as the base), selects the episodes worth training on by their scores and
+exports them to LeRobot v3.0 and robomimic, then reads the LeRobot export back. Later stages (augment,
+browse) join here.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from toolkit.report import episode_table, store_summary
 from toolkit.store import Store, merge_stores
 
 MARKER = ".demoforge-demo"
+BASE = 'operator == "scripted:careful"'  # the compatibility base set: the careful top-approach operator
 # (task, operator style, episodes): two styles that conflict on pick-and-place (top vs side approach)
-PLAN = (("pick_place", "careful", 3), ("pick_place", "side", 3), ("push", "fast", 2))
+PLAN = (("pick_place", "careful", 5), ("pick_place", "side", 3), ("push", "fast", 2))
 
 
 def _fresh_dir(out_dir: Path) -> None:
@@ -56,7 +59,9 @@ def record_demo_dataset(store_path: Path, console: Console, scale: int = 1, heig
 
 
 def run_demo(out_dir: Path, scale: int, console: Console) -> None:
+    from curation.commands import curate_command
     from toolkit.convert import export_store
+    from toolkit.views import save_view
     from toolkit.formats.lerobot import read_lerobot
 
     _fresh_dir(out_dir)
@@ -75,17 +80,23 @@ def run_demo(out_dir: Path, scale: int, console: Console) -> None:
         store.delete(failed)
     console.print(f"deleted {len(failed)} failed episode(s)")
 
-    console.rule("3. select a subset and export")
-    where = 'factors.task_kind == "pick_place"'
+    console.rule("3. curate: quality, diversity, shortcut factors, compatibility with the careful operator")
+    store.close()
+    curate_command(store.root, None, None, BASE, 0, False, None, console, findings=6)
+    store = Store.open(store.root, mode="a")
+
+    console.rule("4. select a subset by scores and export")
+    where = 'factors.task_kind == "pick_place" and quality.ok and compatibility.compatible'
+    save_view(store.root, "pick-place-train", where, "compatible, clean pick-and-place episodes")
     subset = merge_stores([store], out_dir / "pick_place.zarr", where)
-    console.print(f"--where {where!r}: {len(subset)} of {len(store)} episodes -> {subset.root}")
+    console.print(f"view 'pick-place-train' = {where!r}: {len(subset)} of {len(store)} episodes -> {subset.root}")
     lerobot = export_store(subset, out_dir / "lerobot", "lerobot", video=True, vcodec="libsvtav1")
     console.print(f"LeRobot v3.0 (AV1 video): {lerobot.episodes} episodes, {lerobot.frames} frames -> {lerobot.out}"
                   f" (not representable in LeRobot, kept in the store: {', '.join(lerobot.skipped)})")
     robomimic = export_store(subset, out_dir / "robomimic.hdf5", "robomimic", train_val_split=0.2)
     console.print(f"robomimic HDF5: {robomimic.episodes} demos -> {robomimic.out}")
 
-    console.rule("4. read the LeRobot export back")
+    console.rule("5. read the LeRobot export back")
     source = read_lerobot(out_dir / "lerobot")
     frames = sum(e.length for e in source)
     console.print(f"{out_dir / 'lerobot'}: {len(source)} episodes, {frames} frames, {len(source.tasks)} tasks")
