@@ -82,10 +82,14 @@ def _init_worker(root: str, passes: Sequence[Pass], features: list[str]) -> None
 def _map_ids(ids: list[str]) -> list[tuple[str, dict[str, EpisodeResult] | str]]:
     """Map every pass over each episode; an unreadable episode gives its error text instead."""
     store: Store = _WORKER["store"]
+    try:
+        episodes = store.read_many(ids, _WORKER["features"])
+    except (DemoforgeError, OSError, ValueError):
+        episodes = None  # one of them is unreadable: read them one by one to name it
     out: list[tuple[str, dict[str, EpisodeResult] | str]] = []
-    for episode_id in ids:
+    for p, episode_id in enumerate(ids):
         try:
-            episode = store.read(episode_id, _WORKER["features"])
+            episode = episodes[p] if episodes is not None else store.read(episode_id, _WORKER["features"])
         except (DemoforgeError, OSError, ValueError) as e:
             out.append((episode_id, one_line(e)))
             continue
@@ -94,7 +98,7 @@ def _map_ids(ids: list[str]) -> list[tuple[str, dict[str, EpisodeResult] | str]]
 
 
 def _chunks(ids: list[str], workers: int) -> list[list[str]]:
-    size = max(1, min(64, len(ids) // (workers * 8) or 1))
+    size = max(1, min(32, len(ids) // (workers * 8) or 1))
     return [ids[i:i + size] for i in range(0, len(ids), size)]
 
 
