@@ -135,10 +135,15 @@ def state_action(episode: Episode, spec: DatasetSpec) -> tuple[np.ndarray, np.nd
     """The episode's state and action as float64 (T, ds) and (T, da), concatenating features of each kind
     in spec order ((T, 0) when a kind is absent)."""
     def stack(kind: str) -> np.ndarray:
-        parts = [np.asarray(episode.data[n], np.float64).reshape(episode.length, -1)
+        parts = [_rows(np.asarray(episode.data[n], np.float64), episode.length)
                  for n in features_of_kind(spec, kind) if n in episode.data]
         return np.concatenate(parts, axis=1) if parts else np.zeros((episode.length, 0))
     return stack("state"), stack("action")
+
+
+def _rows(array: np.ndarray, length: int) -> np.ndarray:
+    """(T, ...) -> (T, D); also for T = 0, where ``reshape(0, -1)`` is ambiguous."""
+    return array.reshape(length, int(np.prod(array.shape[1:], dtype=int)))
 
 
 def position_columns(spec: DatasetSpec) -> list[int]:

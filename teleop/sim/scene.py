@@ -93,6 +93,8 @@ def build_mjcf(width: int, height: int, timestep: float = 0.005) -> str:
   <contact>
     <exclude body1="gripper" body2="finger_left"/>
     <exclude body1="gripper" body2="finger_right"/>
+    <!-- fully closed on nothing, the fingers would touch and jam against each other -->
+    <exclude body1="finger_left" body2="finger_right"/>
   </contact>
   <actuator>
     <position name="finger_left" joint="finger_left" kp="300" ctrlrange="0 {FINGER_RANGE}"/>
