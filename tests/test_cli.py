@@ -14,7 +14,7 @@ from toolkit.sample import sample_episodes, sample_spec
 from toolkit.store import Store
 
 COMMANDS = ["info", "ls", "validate", "import", "export", "merge", "split", "delete", "trim", "reindex", "record",
-            "demo"]
+            "curate", "select", "demo"]
 
 
 def demoforge(*args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -55,13 +55,16 @@ def list_episodes(
     store: StoreArg,
     where: WhereOpt = None,
     limit: Annotated[int, typer.Option(help="show at most this many rows (0: all)")] = 50,
+    columns: Annotated[Optional[str], typer.Option(
+        help="more columns, comma-separated, e.g. curation scores: quality.ok,compatibility.score")] = None,
 ) -> None:
-    """List episodes (id, length, task, operator, success, factors, tags, flags)."""
+    """List episodes (id, length, task, operator, success, factors, tags, flags, chosen scores)."""
     from toolkit.report import episode_table
     from toolkit.store import Store
 
+    chosen = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     with Store.open(store) as s:
-        episode_table(s, s.ids(where), out, limit)
+        episode_table(s, s.ids(where), out, limit, chosen)
 
 
 @app.command()

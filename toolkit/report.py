@@ -8,6 +8,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from toolkit.errors import DemoforgeError
 from toolkit.store import Store
 
 
@@ -55,16 +56,25 @@ def _flagged(cols: dict[str, np.ndarray]) -> str:
     return ", ".join(f"{name} ({n})" for name, n in counts.items() if n)
 
 
-def episode_table(store: Store, ids: list[str], console: Console, limit: int = 50) -> None:
-    """One row per episode; factors and flags condensed into one column each."""
+def episode_table(store: Store, ids: list[str], console: Console, limit: int = 50,
+                  columns: list[str] | None = None) -> None:
+    """One row per episode; factors and flags (recorded and from curation passes) condensed into one
+    column each; ``columns`` adds catalog columns such as curation scores (``quality.ok``)."""
     rows = store.catalog.rows(ids[:limit] if limit else ids)
-    table = Table("id", "len", "task", "operator", "success", "factors", "tags", "flags",
+    extra = list(columns or [])
+    known = store.catalog.columns()
+    unknown = [c for c in extra if c not in known]
+    if unknown:
+        raise DemoforgeError(f"--columns: unknown column(s) {unknown} (see 'demoforge info' or curate first)")
+    table = Table("id", "len", "task", "operator", "success", "factors", "tags", "flags", *extra,
                   title=f"{len(ids)} episodes" + (f" (first {limit})" if limit and len(ids) > limit else ""))
     for row in rows:
         # Categorical factors only: continuous ones (poses, intensities) are summarised by `info`.
         factors = ", ".join(f"{k[8:]}={v}" for k, v in row.items() if k.startswith("factors.") and not isinstance(v, float))
-        flags = ", ".join(k[6:] for k in row if k.startswith("flags."))
+        flags = [k[6:] for k in row if k.startswith("flags.")]
+        flags += [f"{k[:-6]}.{name}" for k, v in row.items() if k.endswith(".flags") and isinstance(v, list) for name in v]
         success = {True: "yes", False: "no"}.get(row.get("success"), "-")
         table.add_row(row["id"], str(row["length"]), row.get("task", ""), row.get("operator") or "-", success,
-                      factors, ", ".join(row.get("tags", [])), flags)
+                      factors, ", ".join(row.get("tags", [])), ", ".join(flags),
+                      *(_show(row[c]) if c in row else "-" for c in extra))
     console.print(table)

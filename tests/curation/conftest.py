@@ -91,13 +91,13 @@ def record_sim(path: Path, blocks: list[Block]) -> Store:
     return store
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def sim_store():
     """``sim_store(path, blocks)`` -> Store: see ``record_sim``."""
     return record_sim
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def block():
     """The ``Block`` class, for building recording plans."""
     return Block

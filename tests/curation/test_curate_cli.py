@@ -1,0 +1,93 @@
+"""``demoforge curate`` and ``demoforge select`` run as a user runs them, on episodes recorded in the sim."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from toolkit.store import Store
+from toolkit.validation import validate
+
+BASE = 'operator == "careful"'
+
+
+def demoforge(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"demoforge {args} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def refused(*args: str) -> str:
+    proc = demoforge(*args, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def curated(tmp_path_factory, sim_store, block) -> Path:
+    """Careful (the base) and side operators on pick-and-place, curated with every pass."""
+    root = tmp_path_factory.mktemp("curate") / "s.zarr"
+    sim_store(root, [block(style="careful", count=10, seed=0), block(style="side", count=5, seed=100)])
+    proc = demoforge("curate", root, "--base", BASE, "--report", root.parent / "report.json")
+    assert "curated 15 episodes" in proc.stdout
+    return root
+
+
+def test_curate_saves_scores_a_valid_report_and_a_summary(curated):
+    report = json.loads((curated.parent / "report.json").read_text())
+    validate(report, "curation_report", "report.json")
+    assert set(report["passes"]) == {"quality", "diversity", "shortcuts", "compatibility"}
+    assert report["passes"]["compatibility"]["base"] == BASE
+    assert json.loads((curated / "curation" / "report.json").read_text()) == report
+    columns = Store.open(curated).catalog.columns()
+    for column in ("quality.ok", "diversity.contribution", "compatibility.score", "shortcuts.isolated"):
+        assert column in columns
+        assert not columns[column.split(".")[0] + ".stale"].any()
+
+
+def test_scores_filter_and_show_in_ls(curated):
+    proc = demoforge("ls", curated, "--where", "compatibility.score < 0.5", "--columns", "compatibility.score")
+    side = Store.open(curated).ids('operator == "side"')
+    assert all(i in proc.stdout for i in side), proc.stdout
+
+
+def test_select_saves_a_view_and_copies_a_reproducible_subset(curated, tmp_path):
+    where = "quality.ok and compatibility.compatible"
+    demoforge("select", curated, "--where", where, "--save-view", "train", "--note", "first cut")
+    assert "train: " in demoforge("select", curated, "--views").stdout
+    out = tmp_path / "train.zarr"
+    proc = demoforge("select", curated, "--view", "train", "--out", out)
+    expected = Store.open(curated).ids(where)
+    assert f"selected {len(expected)} of 15" in proc.stdout
+    subset = Store.open(out)
+    assert len(subset) == len(expected) > 0
+    record = json.loads((out / "selection.json").read_text())
+    assert record["where"] == where and record["view"] == "train" and record["source_ids"] == expected
+    assert all(r["operator"] == "careful" for r in subset.catalog.rows())
+
+
+def test_select_warns_when_scores_are_stale(curated, tmp_path):
+    copy = tmp_path / "copy.zarr"
+    import shutil
+
+    shutil.copytree(curated, copy)
+    first = Store.open(copy).ids()[0]
+    demoforge("trim", copy, first, "--start", "2")
+    proc = demoforge("select", copy, "--where", "quality.ok")
+    assert "stale" in proc.stderr and "'quality'" in proc.stderr
+
+
+def test_curate_refusals_are_one_line(curated):
+    assert "--passes" in refused("curate", curated, "--passes", "quality,nonsense")
+    assert "--base" in refused("curate", curated, "--passes", "compatibility")
+    assert "selects no episodes" in refused("curate", curated, "--base", 'operator == "nobody"')
+    assert "unknown field" in refused("select", curated, "--where", "qualty.ok")
+    assert "no view" in refused("select", curated, "--view", "missing")
