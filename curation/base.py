@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import numpy as np
 
 from toolkit.episode import Episode
+from toolkit.scores import json_default
 from toolkit.spec import DatasetSpec
 
 Scalar = float | int | bool | str | None
@@ -100,23 +101,13 @@ class Pass(Protocol):
 
 def params_dict(params: Any) -> dict[str, Any]:
     """A pass's parameters as plain JSON values."""
-    return json.loads(json.dumps(dataclasses.asdict(params), default=_json_default))
+    return json.loads(json.dumps(dataclasses.asdict(params), default=json_default))
 
 
 def params_hash(params: Any) -> str:
     """A short stable hash of the parameters (first 12 hex digits of SHA-256 over sorted JSON)."""
     text = json.dumps(params_dict(params), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 
 def ranges(mask: np.ndarray, min_length: int = 1) -> list[list[int]]:

@@ -20,13 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from curation.base import DatasetResult, EpisodeResult, Pass, load_for, params_dict, params_hash
 from toolkit.episode import Episode
 from toolkit.errors import DemoforgeError, StoreError, one_line
 from toolkit.progress import track
-from toolkit.scores import SCORES_DIR, PassScores, read_pass_scores, write_pass_scores
+from toolkit.scores import SCORES_DIR, PassScores, json_default, read_pass_scores, write_pass_scores
 from toolkit.spec import DatasetSpec
 from toolkit.store import Store
 from toolkit.validation import validate
@@ -232,17 +230,7 @@ def write_report(report: dict[str, Any], path: Path) -> None:
 
 
 def _json_ready(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=_plain))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+    return json.loads(json.dumps(value, default=json_default))
 
 
 def _now() -> str:

@@ -111,15 +111,18 @@ def write_pass_scores(root: Path, scores: PassScores) -> None:
         columns[key] = _column([scores.rows[i].get(key) for i in ids])
     table = pa.table(columns)
     _replace(folder / f"{scores.name}.parquet", lambda p: pq.write_table(table, p))
-    text = json.dumps(scores.run_info(), indent=1, default=_plain)
+    text = json.dumps(scores.run_info(), indent=1, default=json_default)
     _replace(folder / f"{scores.name}.json", lambda p: p.write_text(text))
 
 
-def _plain(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """``json.dumps(default=...)`` for what curation results hold: numpy scalars and arrays, tuples, sets."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
         return value.tolist()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
     raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
 
 

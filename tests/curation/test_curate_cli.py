@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
 
+from cli_helpers import demoforge, refused
 from toolkit.store import Store
 from toolkit.validation import validate
 
 BASE = 'operator == "careful"'
-
-
-def demoforge(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"demoforge {args} failed ({proc.returncode}): {proc.stderr}")
-    return proc
-
-
-def refused(*args: str) -> str:
-    proc = demoforge(*args, check=False)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +60,6 @@ def test_select_saves_a_view_and_copies_a_reproducible_subset(curated, tmp_path)
 
 def test_select_warns_when_scores_are_stale(curated, tmp_path):
     copy = tmp_path / "copy.zarr"
-    import shutil
-
     shutil.copytree(curated, copy)
     first = Store.open(copy).ids()[0]
     demoforge("trim", copy, first, "--start", "2")
