@@ -38,9 +38,12 @@ def test_curate_saves_scores_a_valid_report_and_a_summary(curated):
 
 
 def test_scores_filter_and_show_in_ls(curated):
-    proc = demoforge("ls", curated, "--where", "compatibility.score < 0.5", "--columns", "compatibility.score")
-    side = Store.open(curated).ids('operator == "side"')
-    assert all(i in proc.stdout for i in side), proc.stdout
+    proc = demoforge("ls", curated, "--where", "not compatibility.compatible", "--columns", "compatibility.score")
+    store = Store.open(curated)
+    rejected = store.ids("not compatibility.compatible")
+    assert rejected and all(i in proc.stdout for i in rejected), proc.stdout
+    # the base operator's own episodes stay compatible; the side operator's mostly do not
+    assert set(rejected) <= set(store.ids('operator == "side"')) and len(rejected) >= 3
 
 
 def test_select_saves_a_view_and_copies_a_reproducible_subset(curated, tmp_path):
@@ -55,7 +58,8 @@ def test_select_saves_a_view_and_copies_a_reproducible_subset(curated, tmp_path)
     assert len(subset) == len(expected) > 0
     record = json.loads((out / "selection.json").read_text())
     assert record["where"] == where and record["view"] == "train" and record["source_ids"] == expected
-    assert all(r["operator"] == "careful" for r in subset.catalog.rows())
+    careful = [r for r in subset.catalog.rows() if r["operator"] == "careful"]
+    assert len(careful) == len(Store.open(curated).ids('operator == "careful" and quality.ok'))
 
 
 def test_select_warns_when_scores_are_stale(curated, tmp_path):
