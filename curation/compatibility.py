@@ -566,7 +566,12 @@ class CompatibilityPass:
             "ranking": ranking,
             "unscorable": unscorable,
         }
+        by_operator = ", ".join(f"{op} {v['mean_score']:.2f} ({v['fraction_compatible']:.0%} compatible)"
+                                for op, v in per_operator.items())
+        summary["headline"] = (f"{sum(bool(r.scores['compatible']) for r in scored)} of {len(scored)} compatible"
+                               + (f"; by operator: {by_operator}" if by_operator else ""))
         if policy is not None:
+            summary["headline"] = f"base {policy.base_episodes} episodes; " + summary["headline"]
             summary.update({
                 "likelihood_threshold": policy.likelihood_threshold,
                 "novelty_threshold": policy.novelty_threshold,

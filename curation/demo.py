@@ -22,7 +22,7 @@ from toolkit.store import Store, merge_stores
 MARKER = ".demoforge-demo"
 BASE = 'operator == "scripted:careful"'  # the compatibility base set: the careful top-approach operator
 # (task, operator style, episodes): two styles that conflict on pick-and-place (top vs side approach)
-PLAN = (("pick_place", "careful", 5), ("pick_place", "side", 3), ("push", "fast", 2))
+PLAN = (("pick_place", "careful", 16), ("pick_place", "side", 4), ("push", "fast", 3))
 
 
 def _fresh_dir(out_dir: Path) -> None:
@@ -82,7 +82,10 @@ def run_demo(out_dir: Path, scale: int, console: Console) -> None:
 
     console.rule("3. curate: quality, diversity, shortcut factors, compatibility with the careful operator")
     store.close()
-    curate_command(store.root, None, None, BASE, 0, False, None, console, findings=6)
+    curate_command(store.root, "quality,diversity,shortcuts", None, None, 0, False, None, console, findings=5)
+    # compatibility compares pick-and-place operators with the base style; push is another task
+    curate_command(store.root, "compatibility", 'factors.task_kind == "pick_place"', BASE, 0, False, None, console,
+                   findings=3)
     store = Store.open(store.root, mode="a")
 
     console.rule("4. select a subset by scores and export")

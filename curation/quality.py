@@ -431,7 +431,9 @@ class QualityPass:
                 counts[name] = counts.get(name, 0) + 1
         n = len(results)
         ok = sum(bool(r.scores["ok"]) for r in results)
+        flagged = ", ".join(f"{name} {count}" for name, count in sorted(counts.items())) or "none"
         return {
+            "headline": f"{ok} of {n} episodes ok; flagged: {flagged}",
             "episodes": n,
             "ok": ok,
             "ok_frac": round(ok / n, 4) if n else None,
