@@ -137,15 +137,22 @@ def _rows(array: np.ndarray, length: int) -> np.ndarray:
     return array.reshape(length, int(np.prod(array.shape[1:], dtype=int)))
 
 
-def position_columns(spec: DatasetSpec) -> list[int]:
-    """Columns of the stacked state holding the end-effector position (names ``ee.x/y/z``, ``x/y/z``
-    or ending in ``.x/.y/.z``); the first three state columns when no names say."""
+def column_names(spec: DatasetSpec, kind: str) -> list[str]:
+    """Names of the stacked columns of ``kind`` (as ``state_action`` stacks them): each feature's
+    ``names`` when they fit its size, else ``<feature>.<i>``."""
     names: list[str] = []
-    for feature in features_of_kind(spec, "state"):
+    for feature in features_of_kind(spec, kind):
         f = spec.features[feature]
         size = int(np.prod(f.shape)) if f.shape else 1
         given = list(f.names or [])
         names += given if len(given) == size else [f"{feature}.{i}" for i in range(size)]
+    return names
+
+
+def position_columns(spec: DatasetSpec) -> list[int]:
+    """Columns of the stacked state holding the end-effector position (names ``ee.x/y/z``, ``x/y/z``
+    or ending in ``.x/.y/.z``); the first three state columns when no names say."""
+    names = column_names(spec, "state")
     found = []
     for axis in ("x", "y", "z"):
         for i, n in enumerate(names):
@@ -157,13 +164,7 @@ def position_columns(spec: DatasetSpec) -> list[int]:
 
 def gripper_column(spec: DatasetSpec, kind: str = "action") -> int | None:
     """Column of the stacked ``kind`` features named ``gripper`` (None when there is none)."""
-    names: list[str] = []
-    for feature in features_of_kind(spec, kind):
-        f = spec.features[feature]
-        size = int(np.prod(f.shape)) if f.shape else 1
-        given = list(f.names or [])
-        names += given if len(given) == size else [f"{feature}.{i}" for i in range(size)]
-    for i, n in enumerate(names):
+    for i, n in enumerate(column_names(spec, kind)):
         if "gripper" in n:
             return i
     return None

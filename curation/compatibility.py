@@ -88,7 +88,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from curation.base import (DatasetResult, EpisodeResult, Finding, Flag, features_of_kind, gripper_column,
+from curation.base import (DatasetResult, EpisodeResult, Finding, Flag, column_names, gripper_column,
                            state_action)
 from curation.ensemble import KnnEnsemble
 from toolkit.episode import Episode
@@ -149,17 +149,6 @@ class CompatibilityParams:
 
 
 # ------------------------------------------------------------------------------------------ features
-def column_names(spec: DatasetSpec, kind: str) -> list[str]:
-    """Names of the stacked columns of ``kind`` (as ``curation.base.state_action`` stacks them)."""
-    names: list[str] = []
-    for feature in features_of_kind(spec, kind):
-        f = spec.features[feature]
-        size = int(np.prod(f.shape)) if f.shape else 1
-        given = list(f.names or [])
-        names += given if len(given) == size else [f"{feature}.{i}" for i in range(size)]
-    return names
-
-
 Part = tuple[float, str, Any]  # (sign, "column" | "factor", column index | factor name)
 
 

@@ -18,6 +18,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
     ("bench_lerobot_export.py", True, "lerobot/ours"),
     ("bench_recorder.py", True, "highest sustained rate"),
     ("bench_sim.py", False, "ms per step"),
+    ("bench_curation.py", True, "episodes/s"),
 ])
 def test_benchmark_quick_run_prints_its_table(script, writes_files, expected, tmp_path):
     args = ["--quick", "--tmpdir", str(tmp_path)] if writes_files else ["--quick"]
