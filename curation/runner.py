@@ -80,15 +80,25 @@ def _init_worker(root: str, passes: Sequence[Pass], features: list[str]) -> None
 def _map_ids(ids: list[str]) -> list[tuple[str, dict[str, EpisodeResult] | str]]:
     """Map every pass over each episode; an unreadable episode gives its error text instead."""
     store: Store = _WORKER["store"]
+    batch = store.read_batch(_WORKER["features"])
+    out: list[tuple[str, dict[str, EpisodeResult] | str]] = []
+    for start in range(0, len(ids), batch):
+        out += _map_batch(store, ids[start:start + batch])
+    return out
+
+
+def _map_batch(store: Store, ids: list[str]) -> list[tuple[str, dict[str, EpisodeResult] | str]]:
+    # A damaged chunk fails in the codec with any exception type (blosc raises RuntimeError), so reading
+    # catches them all: the episode is reported as not processed instead of stopping the whole run.
     try:
         episodes = store.read_many(ids, _WORKER["features"])
-    except (DemoforgeError, OSError, ValueError):
+    except Exception:
         episodes = None  # one of them is unreadable: read them one by one to name it
     out: list[tuple[str, dict[str, EpisodeResult] | str]] = []
     for p, episode_id in enumerate(ids):
         try:
             episode = episodes[p] if episodes is not None else store.read(episode_id, _WORKER["features"])
-        except (DemoforgeError, OSError, ValueError) as e:
+        except Exception as e:
             out.append((episode_id, one_line(e)))
             continue
         out.append((episode_id, map_episode(_WORKER["passes"], episode, store.spec)))

@@ -312,11 +312,17 @@ class Store:
         return [Episode(data=dict(zip(names, data)), meta=EpisodeMeta(**entry["meta"]), id=episode_id)
                 for episode_id, entry, data in zip(ids, entries, arrays)]
 
-    def episodes(self, ids: Iterable[str] | None = None, features: Iterable[str] | None = None,
-                 batch: int = 16) -> Iterator[Episode]:
-        """Episodes one at a time, read ``batch`` at a time (memory stays at one batch)."""
+    def read_batch(self, features: Iterable[str] | None = None) -> int:
+        """How many episodes to read at once: one when any framed feature (camera frames, depth, point
+        clouds) is read, so memory stays at one episode; 16 for small arrays, where batching pays."""
+        names = list(self.spec.features) if features is None else list(features)
+        return 1 if any(self.spec.features[n].kind in _FRAMED_KINDS for n in names) else 16
+
+    def episodes(self, ids: Iterable[str] | None = None, features: Iterable[str] | None = None) -> Iterator[Episode]:
+        """Episodes one at a time, read in batches of ``read_batch(features)``."""
         names = None if features is None else list(features)
         ids = list(self.ids() if ids is None else ids)
+        batch = self.read_batch(names)
         for start in range(0, len(ids), batch):
             yield from self.read_many(ids[start:start + batch], names)
 

@@ -114,3 +114,14 @@ def test_refusals_are_one_line(store, tmp_path):
         curate_store(store, [PeakPass()], where="length < 0")
     with pytest.raises(DemoforgeError, match="read-only"):
         curate_store(Store.open(store.root), [PeakPass()])
+
+
+def test_an_unreadable_episode_is_reported_and_the_rest_scored(store):
+    broken = store.ids()[3]
+    chunk = next((store.root / "episodes" / broken / "action").rglob("c/*/*"))
+    chunk.write_bytes(b"not a blosc frame")
+    run = curate_store(store, [PeakPass()], workers=1)
+    assert list(run.failed) == [broken] and run.report["failed"] == run.failed
+    columns = store.catalog.columns()
+    scored = dict(zip(columns["id"], columns["peak.peak"]))
+    assert np.isnan(scored[broken]) and not np.isnan([v for i, v in scored.items() if i != broken]).any()
