@@ -1,0 +1,94 @@
+"""What an augmentation is, and the runner that writes its synthetic episodes into a store.
+
+An augmentation reads one source episode and yields new episodes (``Synthetic``): green-screen
+overlays (``curation.greenscreen``), DemoGen-style point-cloud edits (``curation.pointcloud``). It has
+a ``name``, a ``version`` and frozen ``params`` like a curation pass; ``generate`` is pure and
+deterministic under its seed, so the same source, parameters and seed give the same bytes.
+
+``augment_store`` reads every selected source episode, writes each generated episode into the output
+store with provenance metadata (source episode and store, augmentation, its parameters plus the
+sample's own, seed), and counts the rejected samples by reason. Synthetic episodes are ordinary
+episodes: they can be filtered (``provenance.augmentation``), scored and exported like any other.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from curation.base import params_dict
+from toolkit.episode import Episode
+from toolkit.errors import DemoforgeError
+from toolkit.progress import track
+from toolkit.spec import DatasetSpec
+from toolkit.store import Store
+
+
+@dataclass
+class Synthetic:
+    """One generated sample: the new episode (data for every feature of the output spec, and metadata
+    copied from the source), the parameters drawn for it, or the reason it was rejected."""
+
+    episode: Episode | None
+    params: dict[str, Any] = field(default_factory=dict)
+    rejected: str | None = None  # one line: why this sample is not kept (left the workspace, ...)
+
+
+@runtime_checkable
+class Augmentation(Protocol):
+    name: ClassVar[str]
+    version: ClassVar[str]
+    params: Any  # a frozen dataclass
+
+    def output_spec(self, spec: DatasetSpec) -> DatasetSpec:
+        """The spec of the generated episodes (the source's, plus e.g. a matte feature)."""
+
+    def generate(self, episode: Episode, spec: DatasetSpec, seed: int) -> Iterator[Synthetic]:
+        """New samples from one source episode; pure and deterministic under ``seed``."""
+
+
+def episode_seed(seed: int, episode_id: str) -> int:
+    """The seed for one source episode: stable across runs and machines (not Python's salted hash)."""
+    return (seed * 1_000_003 + zlib.crc32(episode_id.encode())) % (2**31)
+
+
+@dataclass
+class AugmentSummary:
+    out: Path
+    sources: int
+    generated: int
+    rejected: Counter = field(default_factory=Counter)  # reason -> count
+    ids: list[str] = field(default_factory=list)
+
+
+def augment_store(source: Store, out: Path, augmentation: Augmentation, where: str | None = None,
+                  seed: int = 0, limit: int | None = None) -> AugmentSummary:
+    """Generate from every episode ``where`` selects into a new store at ``out`` (appends to an existing
+    store with the same spec). Each episode is committed atomically, so Ctrl-C keeps what was written."""
+    ids = source.ids(where)
+    if not ids:
+        raise DemoforgeError(f"--where {where!r}: selects no episodes in {source.root}")
+    spec = augmentation.output_spec(source.spec)
+    target = Store.create(out, spec, source.options, exist_ok=True)
+    summary = AugmentSummary(out=target.root, sources=len(ids), generated=0)
+    base_params = params_dict(augmentation.params)
+    for episode_id in track(ids, len(ids), f"{augmentation.name}: {len(ids)} source episodes"):
+        episode = source.read(episode_id)
+        sample_seed = episode_seed(seed, episode_id)
+        for sample in augmentation.generate(episode, source.spec, sample_seed):
+            if sample.rejected or sample.episode is None:
+                summary.rejected[sample.rejected or "no episode"] += 1
+                continue
+            provenance = {"source_id": episode_id, "source_store": str(source.root.resolve()),
+                          "augmentation": f"{augmentation.name}/{augmentation.version}",
+                          "params": {**base_params, **sample.params}, "seed": sample_seed}
+            meta = replace(sample.episode.meta, provenance=provenance)
+            summary.ids.append(target.append(Episode(data=sample.episode.data, meta=meta)))
+            summary.generated += 1
+            if limit is not None and summary.generated >= limit:
+                return summary
+    return summary
