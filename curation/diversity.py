@@ -79,6 +79,7 @@ import numpy as np
 from curation import descriptors
 from curation.base import (DatasetResult, EpisodeResult, Finding, features_of_kind, position_columns,
                            state_action)
+from curation.probes import entropy_of_counts
 from toolkit.episode import Episode
 from toolkit.errors import DemoforgeError
 from toolkit.spec import DatasetSpec
@@ -338,11 +339,9 @@ def _is_continuous(values: list[Any]) -> bool:
 
 def _norm_entropy(counts: np.ndarray, size: int) -> float:
     """Entropy of the counts divided by log(size): 1 for uniform use of ``size`` values, 0 for one value."""
-    n = counts.sum()
-    if n == 0 or size <= 1:
+    if counts.sum() == 0 or size <= 1:
         return 0.0
-    p = counts[counts > 0] / n
-    return float(-(p * np.log(p)).sum() / np.log(size))
+    return entropy_of_counts(counts) / float(np.log(size))
 
 
 def _entropy_without(factor: _Factor, counts: np.ndarray) -> np.ndarray:

@@ -39,13 +39,14 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
 from curation.base import DatasetResult, EpisodeResult, Finding, Flag, features_of_kind
+from curation.probes import cross_validate, entropy, mi_batch, mutual_information, naive_bayes, nearest_neighbours
 from toolkit.episode import Episode, EpisodeMeta
 from toolkit.spec import DatasetSpec
 
@@ -58,10 +59,7 @@ __all__ = [
     "augmentation_for",
     "background_descriptor",
     "background_ids",
-    "balanced_accuracy",
-    "entropy",
     "meta_value",
-    "mutual_information",
 ]
 
 # Factors of the embedded tabletop that define what the task is or where it happens: never shortcuts.
@@ -150,40 +148,6 @@ def meta_value(meta: EpisodeMeta, key: str) -> Any:
     return value
 
 
-def entropy(codes: np.ndarray) -> float:
-    """Plug-in Shannon entropy (nats) of integer codes."""
-    if len(codes) == 0:
-        return 0.0
-    p = np.bincount(codes) / len(codes)
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
-
-
-def mutual_information(a: np.ndarray, b: np.ndarray) -> float:
-    """Plug-in mutual information (nats) of two integer code arrays of equal length."""
-    return float(_mi_batch(a[None, :], b, int(a.max(initial=0)) + 1, int(b.max(initial=0)) + 1)[0])
-
-
-def _mi_batch(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> np.ndarray:
-    """MI of each row of ``a`` (R, n) with ``b`` (n,): one bincount for every row, so the permutation
-    baseline costs one pass."""
-    rows, n = a.shape
-    if n == 0:
-        return np.zeros(rows)
-    flat = (np.arange(rows)[:, None] * (na * nb) + a * nb + b[None, :]).ravel()
-    joint = np.bincount(flat, minlength=rows * na * nb).reshape(rows, na, nb) / n
-    pa, pb = joint.sum(2, keepdims=True), joint.sum(1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(joint > 0, joint * np.log(joint / (pa * pb)), 0.0)
-    return np.maximum(terms.sum((1, 2)), 0.0)
-
-
-def balanced_accuracy(y: np.ndarray, predicted: np.ndarray) -> float:
-    """Mean per-class recall over the classes present in ``y``."""
-    classes = np.unique(y)
-    return float(np.mean([(predicted[y == c] == c).mean() for c in classes])) if len(classes) else 0.0
-
-
 def _codes(labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     names = sorted(set(labels))
     index = {name: i for i, name in enumerate(names)}
@@ -239,76 +203,6 @@ def _discretise(name: str, values: list[Any], bins: int, max_levels: int) -> _Fa
         labels.append(_MISSING)
         codes = np.where(np.isfinite(x), codes, len(labels) - 1)
     return _Factor(name, codes.astype(np.int64), labels, x)
-
-
-# ----------------------------------------------------------------------------------------- probes
-def _folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Stratified fold index per sample (each sample is one episode, so folds never share an episode)."""
-    rng = np.random.default_rng(seed)
-    fold = np.zeros(len(y), np.int64)
-    offset = 0
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        rng.shuffle(idx)
-        # Continue the round robin across classes so small classes do not all start in fold 0.
-        fold[idx] = (np.arange(len(idx)) + offset) % folds
-        offset += len(idx)
-    return fold
-
-
-Predictor = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (train mask, test mask) -> predictions
-
-
-def _cross_validate(predict: Predictor, y: np.ndarray, folds: int, seed: int) -> float:
-    """Balanced accuracy of out-of-fold predictions."""
-    k = max(2, min(folds, len(y)))
-    fold = _folds(y, k, seed)
-    predicted = np.full(len(y), -1)
-    for f in range(k):
-        test = fold == f
-        if test.any() and not test.all():
-            predicted[test] = predict(~test, test)
-    return balanced_accuracy(y, predicted)
-
-
-def _naive_bayes(X: np.ndarray, y: np.ndarray, n_classes: int) -> Predictor:
-    """Categorical naive Bayes on integer columns with a uniform class prior (the balanced-accuracy
-    optimum) and add-one smoothing; one column is a per-bin likelihood vote."""
-    levels = X.max(axis=0, initial=0) + 1
-
-    def predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        score = np.zeros((int(test.sum()), n_classes))
-        Xtr, ytr, Xte = X[train], y[train], X[test]
-        class_n = np.bincount(ytr, minlength=n_classes)
-        for j, L in enumerate(levels):
-            counts = np.zeros((n_classes, L))
-            np.add.at(counts, (ytr, Xtr[:, j]), 1.0)
-            log_p = np.log((counts + 1.0) / (class_n[:, None] + L))
-            score += log_p[:, Xte[:, j]].T
-        return score.argmax(axis=1)
-
-    return predict
-
-
-def _nearest_neighbours(X: np.ndarray, y: np.ndarray, n_classes: int, k: int) -> Predictor:
-    """k-nearest-neighbour vote on features standardised with the training fold's statistics."""
-
-    def predict(train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        Xtr, Xte, ytr = X[train], X[test], y[train]
-        mu, sd = Xtr.mean(0), Xtr.std(0)
-        sd[sd == 0] = 1.0
-        A, B = (Xtr - mu) / sd, (Xte - mu) / sd
-        d = (B * B).sum(1)[:, None] - 2 * B @ A.T + (A * A).sum(1)[None, :]
-        kk = min(k, len(ytr))
-        # argpartition finds the k nearest in linear time; only those k are then ordered.
-        part = np.argpartition(d, kk - 1, axis=1)[:, :kk]
-        nearest = np.take_along_axis(part, np.argsort(np.take_along_axis(d, part, 1), axis=1, kind="stable"), 1)
-        votes = np.zeros((len(B), n_classes))
-        # A hair less weight per rank: ties go to the nearer neighbours.
-        np.add.at(votes, (np.arange(len(B))[:, None], ytr[nearest]), 1.0 - 1e-3 * np.arange(kk))
-        return votes.argmax(axis=1)
-
-    return predict
 
 
 def _probe_numbers(accuracy: float, n_classes: int) -> dict[str, Any]:
@@ -584,7 +478,7 @@ class ShortcutPass:
             return 0.0, None
         rng = np.random.default_rng(p.seed)
         shuffled = np.stack([rng.permutation(u) for _ in range(p.permutations)])
-        null = _mi_batch(shuffled, codes, n_classes, n_bins) / h_u
+        null = mi_batch(shuffled, codes, n_classes, n_bins) / h_u
         p_value = (1 + int((null >= (S or 0.0) - 1e-12).sum())) / (1 + p.permutations)
         return float(np.quantile(null, p.chance_quantile)), p_value
 
@@ -595,10 +489,10 @@ class ShortcutPass:
         if n_classes < 2 or len(u) < 2:
             return {}
         if f.numeric is not None and np.isfinite(f.numeric).all():
-            predict = _nearest_neighbours(f.numeric[:, None], u, n_classes, p.neighbours)
+            predict = nearest_neighbours(f.numeric[:, None], u, n_classes, p.neighbours)
         else:
-            predict = _naive_bayes(f.codes[:, None], u, n_classes)
-        return _probe_numbers(_cross_validate(predict, u, p.folds, p.seed), n_classes)
+            predict = naive_bayes(f.codes[:, None], u, n_classes)
+        return _probe_numbers(cross_validate(predict, u, p.folds, p.seed), n_classes)
 
     def _joint_probe(self, factors: list[_Factor], labels: _Labels) -> dict[str, Any]:
         """Predict the task, and the sub-dataset, from every judged factor at once (naive Bayes on bins)."""
@@ -607,11 +501,11 @@ class ShortcutPass:
             return {"skipped": "needs two tasks and at least one irrelevant factor"}
         X = np.stack([f.codes for f in factors], axis=1)
         out = {"factors": [f.name for f in factors]}
-        out.update(_probe_numbers(_cross_validate(_naive_bayes(X, labels.u, len(labels.tasks)), labels.u,
+        out.update(_probe_numbers(cross_validate(naive_bayes(X, labels.u, len(labels.tasks)), labels.u,
                                                   p.folds, p.seed), len(labels.tasks)))
         keep = [j for j, f in enumerate(factors) if f.name not in (labels.subset_key, "operator")]
         if len(labels.subsets) > 1 and keep:
-            out["subset"] = _probe_numbers(_cross_validate(_naive_bayes(X[:, keep], labels.k, len(labels.subsets)),
+            out["subset"] = _probe_numbers(cross_validate(naive_bayes(X[:, keep], labels.k, len(labels.subsets)),
                                                            labels.k, p.folds, p.seed), len(labels.subsets))
         out["flagged"] = bool(out["lift"] >= p.probe_flag and len(labels.u) >= p.min_episodes)
         return out
@@ -631,10 +525,10 @@ class ShortcutPass:
             return {"skipped": "the episodes with images show one task"}
         n_u = len(labels.tasks)
         out: dict[str, Any] = {"episodes": len(have)}
-        out.update(_probe_numbers(_cross_validate(_nearest_neighbours(X, u, n_u, p.neighbours), u, p.folds, p.seed),
+        out.update(_probe_numbers(cross_validate(nearest_neighbours(X, u, n_u, p.neighbours), u, p.folds, p.seed),
                                   classes))
         if len(np.unique(k)) > 1:
-            out["subset"] = _probe_numbers(_cross_validate(_nearest_neighbours(X, k, len(labels.subsets), p.neighbours),
+            out["subset"] = _probe_numbers(cross_validate(nearest_neighbours(X, k, len(labels.subsets), p.neighbours),
                                                            k, p.folds, p.seed), len(np.unique(k)))
         out["flagged"] = bool(out["lift"] >= p.probe_flag and len(have) >= p.min_episodes)
         return out

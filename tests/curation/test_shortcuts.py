@@ -16,7 +16,8 @@ import pytest
 
 from curation.base import params_hash
 from curation.runner import run_episodes
-from curation.shortcuts import ShortcutParams, ShortcutPass, meta_value, mutual_information
+from curation.probes import mutual_information
+from curation.shortcuts import ShortcutParams, ShortcutPass, meta_value
 from toolkit.episode import Episode, EpisodeMeta
 from toolkit.spec import DatasetSpec, Feature
 from toolkit.store import Store
