@@ -24,7 +24,10 @@ MASK_IDS = {"background": 0, "table": 1, "backdrop": 2, "gripper": 3, "object": 
             "distractor": 6, "floor": 7}
 
 
-def build_mjcf(width: int, height: int, timestep: float = 0.005) -> str:
+def build_mjcf(width: int, height: int, timestep: float = 0.005,
+               backdrop_texture: tuple[int, int] | None = None) -> str:
+    """The model; ``backdrop_texture`` = (height, width) adds a blank 2-D texture on the backdrop whose
+    pixels the environment fills at run time (MJCF textures otherwise need a file)."""
     distractors = "\n".join(
         f"""    <body name="distractor{i}" pos="0 0 -1">
       <freejoint name="distractor{i}_joint"/>
@@ -33,7 +36,16 @@ def build_mjcf(width: int, height: int, timestep: float = 0.005) -> str:
     </body>"""
         for i in range(MAX_DISTRACTORS)
     )
+    asset, material = "", ""
+    if backdrop_texture is not None:
+        th, tw = backdrop_texture
+        asset = f"""  <asset>
+    <texture name="backdrop" type="2d" builtin="flat" width="{tw}" height="{th}" rgb1="1 1 1"/>
+    <material name="backdrop" texture="backdrop" specular="0" shininess="0"/>
+  </asset>"""
+        material = 'material="backdrop" '
     return f"""<mujoco model="demoforge_tabletop">
+{asset}
   <compiler angle="degree"/>
   <option timestep="{timestep}" cone="elliptic" impratio="10"/>
   <visual>
@@ -51,7 +63,7 @@ def build_mjcf(width: int, height: int, timestep: float = 0.005) -> str:
            diffuse="0.7 0.7 0.7" specular="0.1 0.1 0.1"/>
     <geom name="floor" type="plane" size="3 3 0.1" rgba="0.35 0.33 0.3 1" contype="0" conaffinity="0"/>
     <geom name="backdrop" type="box" pos="-0.7 0 1.0" size="0.01 2 1.2" rgba="0 1 0 1"
-          contype="0" conaffinity="0"/>
+          {material}contype="0" conaffinity="0"/>
     <!-- A mocap body, so a reset can move the table top (and the goal on it) to the episode's height:
          collision data of static world geoms is not refreshed when geom_pos changes at run time. -->
     <body name="table" mocap="true" pos="0 0 0.75">

@@ -71,6 +71,9 @@ class TabletopConfig:
     object_types: tuple[str, ...] = ("box", "cylinder")
     object_colours: tuple[str, ...] = ("red", "blue", "yellow", "orange", "purple")
     backdrop_colours: tuple[str, ...] = ("green",)
+    # uint8 (h, w, 3) image on the backdrop's faces instead of a flat colour (the green-screen ground
+    # truth renders the scene behind a known texture); rows top to bottom as seen from the front camera.
+    backdrop_texture: np.ndarray | None = field(default=None, repr=False)
     table_height: tuple[float, float] = (0.70, 0.80)
     max_distractors: int = 2
     light_intensity: tuple[float, float] = (0.45, 0.9)
@@ -144,7 +147,11 @@ class TabletopEnv:
 
     def __init__(self, config: TabletopConfig | None = None) -> None:
         self.config = cfg = config or TabletopConfig()
-        self.model = mujoco.MjModel.from_xml_string(scene.build_mjcf(cfg.width, cfg.height))
+        tex = cfg.backdrop_texture
+        self.model = mujoco.MjModel.from_xml_string(
+            scene.build_mjcf(cfg.width, cfg.height, backdrop_texture=None if tex is None else tex.shape[:2]))
+        if tex is not None:  # before the renderer: it uploads textures when its context is made
+            self.model.tex_data[:tex.size] = np.ascontiguousarray(tex, np.uint8)[::-1].ravel()
         self.data = mujoco.MjData(self.model)
         m = self.model
         self._gid = {name: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name)
@@ -248,7 +255,10 @@ class TabletopEnv:
         if rgba is not None:
             m.geom_rgba[g] = (*rgba, 1.0)
 
-    def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
+    def reset(self, seed: int | None = None, overrides: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """Draw every factor from ``seed``; ``overrides`` then places the object and goal at given poses
+        (keys ``object_x``, ``object_y``, ``object_yaw``, ``goal_x``, ``goal_y``; other draws unchanged),
+        e.g. to replay a generated demonstration open-loop at its new poses."""
         cfg, m, d = self.config, self.model, self.data
         if seed is None:
             seed = cfg.seed + self._episode
@@ -281,12 +291,19 @@ class TabletopEnv:
             placed.append(p)
             dist_xy.append(p)
         dist_colours = [COLOURS["white"], (0.3, 0.3, 0.3), (0.6, 0.45, 0.3)]
+        if overrides:
+            o = overrides
+            obj_xy = np.array([o.get("object_x", obj_xy[0]), o.get("object_y", obj_xy[1])], float)
+            goal_xy = np.array([o.get("goal_x", goal_xy[0]), o.get("goal_y", goal_xy[1])], float)
+            obj_yaw = float(o.get("object_yaw", obj_yaw))
 
         # Scene parameters (model fields; the renderer reads them every frame).
         d.mocap_pos[self._table_mocap] = (0.0, 0.0, table_h)
         m.geom_pos[self._gid["goal"]] = (goal_xy[0], goal_xy[1], 0.0008)  # in the table's frame
         m.geom_pos[self._gid["backdrop"]][2] = table_h + 0.25
         m.geom_rgba[self._gid["backdrop"]] = (*BACKDROPS[backdrop], 1.0)
+        if cfg.backdrop_texture is not None:  # white, so the texture shows its own colours
+            m.geom_rgba[self._gid["backdrop"]] = (1.0, 1.0, 1.0, 1.0)
         m.light_diffuse[0] = (light, light, light)
         m.light_pos[0] = (light_xy[0], light_xy[1], table_h + 1.6)
         cam_pos = np.array([0.85, 0.0, table_h + 0.55]) + cam_jit
