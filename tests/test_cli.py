@@ -13,7 +13,7 @@ from toolkit.sample import sample_episodes, sample_spec
 from toolkit.store import Store
 
 COMMANDS = ["info", "ls", "validate", "import", "export", "merge", "split", "delete", "trim", "reindex", "record",
-            "curate", "select", "demo"]
+            "curate", "select", "augment", "demo"]
 
 
 @pytest.fixture(scope="module")

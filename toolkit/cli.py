@@ -275,6 +275,72 @@ def select_(
     select_command(store, where, view, out_store, save_view, note, views, limit, out, err)
 
 
+augment_app = typer.Typer(help="Multiply demonstrations with synthetic ones (new episodes with provenance).",
+                          no_args_is_help=True)
+app.add_typer(augment_app, name="augment")
+
+
+@augment_app.command("greenscreen")
+def augment_greenscreen(
+    store: StoreArg,
+    out_store: Annotated[Path, typer.Option("--out", "-o", help="store for the synthetic episodes (created or appended to)")],
+    where: WhereOpt = None,
+    key: Annotated[str, typer.Option(help='screen colour: "auto" (measured per episode and camera) or hex, e.g. "#439f82"')] = "auto",
+    tola: Annotated[float, typer.Option(help="CbCr distance below which a pixel is fully screen (GreenAug: 30)")] = 30.0,
+    tolb: Annotated[float, typer.Option(help="CbCr distance from which a pixel is fully foreground (GreenAug: 35)")] = 35.0,
+    cameras: Annotated[Optional[str], typer.Option(help="cameras to key, comma-separated (default: every image feature)")] = None,
+    backgrounds: Annotated[str, typer.Option(help='"procedural" textures, or a folder of png/jpg images')] = "procedural",
+    per_frame: Annotated[bool, typer.Option(help="a new background every frame instead of one per episode")] = False,
+    copies: Annotated[int, typer.Option(min=1, help="synthetic episodes per source episode")] = 1,
+    scale: Annotated[str, typer.Option(help="min,max crop side as a fraction of the background")] = "0.5,1.0",
+    spill: Annotated[float, typer.Option(help="green spill suppression on the robot and objects, 0..1")] = 0.5,
+    blur_sigma: Annotated[float, typer.Option(help="blur of the matte in pixels (0: as GreenAug trains)")] = 0.0,
+    seed: Annotated[int, typer.Option(help="seed of the background draws")] = 0,
+    limit: Annotated[Optional[int], typer.Option(help="stop after this many synthetic episodes")] = None,
+) -> None:
+    """GreenAug-style green screen: key the screen, put new backgrounds behind the robot, save the matte."""
+    from curation.augment_commands import greenscreen_command
+
+    greenscreen_command(store, out_store, where, seed, limit, out, key=key, tola=tola, tolb=tolb, cameras=cameras,
+                        backgrounds=backgrounds, per_frame=per_frame, copies=copies, scale=scale, spill=spill,
+                        blur_sigma=blur_sigma)
+
+
+@augment_app.command("pointcloud")
+def augment_pointcloud(
+    store: StoreArg,
+    out_store: Annotated[Path, typer.Option("--out", "-o", help="store for the synthetic episodes (created or appended to)")],
+    where: WhereOpt = None,
+    grid: Annotated[int, typer.Option(min=1, help="object translations per axis (x, y) in grid mode")] = 2,
+    object_range: Annotated[str, typer.Option("--range", help="object translation +- metres in x,y")] = "0.1,0.1",
+    target_grid: Annotated[int, typer.Option(min=1, help="target translations per axis")] = 2,
+    target_range: Annotated[str, typer.Option(help="target translation +- metres in x,y")] = "0.1,0.1",
+    yaw: Annotated[str, typer.Option(help="object yaw edits in degrees, comma-separated (each with every translation)")] = "0",
+    mode: Annotated[str, typer.Option(help="grid, or random (--count samples per source)")] = "grid",
+    count: Annotated[int, typer.Option(min=1, help="samples per source episode in random mode")] = 16,
+    frames: Annotated[Optional[str], typer.Option(help="manual segment frames: skill1 or skill1,motion2,skill2 (default: from gripper events)")] = None,
+    segmentation: Annotated[str, typer.Option(help="boxes (--box) or mask (first-frame mask lifted to a box)")] = "boxes",
+    boxes: Annotated[Optional[list[str]], typer.Option("--box", help="xmin,ymin,zmin,xmax,ymax,zmax (m): object, then target")] = None,
+    mask_feature: Annotated[Optional[str], typer.Option(help="segmentation=mask: the mask feature")] = None,
+    background: Annotated[str, typer.Option(help="none (cloud cropped to the scene) or table (uncropped, table points stay)")] = "none",
+    motion: Annotated[str, typer.Option(help="motion re-plan: offset, linear or lshape (DemoGen)")] = "offset",
+    workspace: Annotated[Optional[str], typer.Option(help="xmin,ymin,zmin,xmax,ymax,zmax: reject demos leaving it")] = None,
+    table_clearance: Annotated[float, typer.Option(help="reject when the end effector goes below the table plus this (m)")] = 0.0,
+    viewpoint_translation: Annotated[float, typer.Option(help="viewpoint edit: +- metres per axis")] = 0.0,
+    viewpoint_rotation: Annotated[float, typer.Option(help="viewpoint edit: +- degrees per axis")] = 0.0,
+    seed: Annotated[int, typer.Option(help="seed of the random draws")] = 0,
+    limit: Annotated[Optional[int], typer.Option(help="stop after this many synthetic episodes")] = None,
+) -> None:
+    """DemoGen-style point-cloud edits: move objects, adapt the trajectory, synthesise every frame's cloud."""
+    from curation.augment_commands import pointcloud_command
+
+    pointcloud_command(store, out_store, where, seed, limit, out, object_grid=grid, object_range=object_range,
+                       target_grid=target_grid, target_range=target_range, yaw=yaw, mode=mode, count=count,
+                       frames=frames, segmentation=segmentation, boxes=boxes, mask_feature=mask_feature,
+                       background=background, motion=motion, workspace=workspace, table_clearance=table_clearance,
+                       viewpoint_translation=viewpoint_translation, viewpoint_rotation=viewpoint_rotation)
+
+
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="where to write the demo store and exports")] = Path("demo-output"),
