@@ -4,8 +4,8 @@ Records a small real dataset on the MuJoCo tabletop with scripted operators of d
 seeded factor variations (object type and colour, poses, lighting, camera pose, table height,
 distractors), inspects and edits it, curates it (quality, diversity, shortcut factors, compatibility
 with the careful operator as the base), selects the episodes worth training on by their scores and
-exports them to LeRobot v3.0 and robomimic, then reads the LeRobot export back. Later stages (augment,
-browse) join here.
+exports them to LeRobot v3.0 and robomimic, multiplies two of them with green-screen backgrounds and
+DemoGen-style point-cloud edits, then reads the LeRobot export back. The dashboard joins here next.
 """
 
 from __future__ import annotations
@@ -58,6 +58,22 @@ def record_demo_dataset(store_path: Path, console: Console, scale: int = 1, heig
     return Store.open(store_path, mode="a")
 
 
+def augment_demo(store: Store, chosen: list[str], out_dir: Path, console: Console) -> None:
+    """One of each augmentation on two training episodes, into their own stores."""
+    from curation.augment_commands import run
+    from curation.greenscreen import GreenScreen, GreenScreenParams
+    from curation.pointcloud import PointCloudEdit, PointCloudParams
+
+    where = f"id in {chosen[:2]}"
+    run(store.root, out_dir / "greenscreen.zarr", GreenScreen(GreenScreenParams(cameras=("front",), copies=2)),
+        where, 0, None, console)
+    # The tabletop's clouds are uncropped (table and backdrop stay put); objects come from the first-frame
+    # segmentation mask; +-4 cm grids for the object and the goal, 16 demos per source.
+    edit = PointCloudParams(segmentation="mask", background="table", box_floor=None, object_range=(0.04, 0.04),
+                            target_range=(0.04, 0.04), workspace=(-0.4, -0.5, 0.5, 0.4, 0.5, 1.5))
+    run(store.root, out_dir / "pointcloud.zarr", PointCloudEdit(edit), where, 0, None, console)
+
+
 def run_demo(out_dir: Path, scale: int, console: Console) -> None:
     from curation.commands import curate_command
     from toolkit.convert import export_store
@@ -99,7 +115,10 @@ def run_demo(out_dir: Path, scale: int, console: Console) -> None:
     robomimic = export_store(subset, out_dir / "robomimic.hdf5", "robomimic", train_val_split=0.2)
     console.print(f"robomimic HDF5: {robomimic.episodes} demos -> {robomimic.out}")
 
-    console.rule("5. read the LeRobot export back")
+    console.rule("5. augment: green-screen backgrounds (GreenAug) and point-cloud edits (DemoGen)")
+    augment_demo(store, store.ids(where), out_dir, console)
+
+    console.rule("6. read the LeRobot export back")
     source = read_lerobot(out_dir / "lerobot")
     frames = sum(e.length for e in source)
     console.print(f"{out_dir / 'lerobot'}: {len(source)} episodes, {frames} frames, {len(source.tasks)} tasks")
