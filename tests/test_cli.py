@@ -99,6 +99,15 @@ def test_demo_end_to_end_export_loads_in_real_lerobot(tmp_path, lerobot_oracle):
     assert {"scripted:careful", "scripted:side", "scripted:fast"} <= operators
     assert len({recorded.meta(i).factors["object_colour"] for i in recorded.ids()}) > 1
     subset = Store.open(out / "pick_place.zarr")
+    # curated: the side operator conflicts with the careful base style and stays out of the training view
+    assert (out / "store.zarr" / "curation" / "report.json").exists()
+    assert not {subset.meta(i).operator for i in subset.ids()} & {"scripted:side", "scripted:fast"}
+    assert len(recorded.ids('compatibility.compatible == False and operator == "scripted:side"')) >= 3
+    # augmented: synthetic episodes with provenance pointing at recorded ones
+    for name, count in (("greenscreen.zarr", 4), ("pointcloud.zarr", 32)):
+        synthetic = Store.open(out / name)
+        assert len(synthetic.ids("provenance.augmentation")) == count
+        assert {synthetic.meta(i).provenance["source_id"] for i in synthetic.ids()} <= set(recorded.ids())
     report = lerobot_oracle.check_load(out / "lerobot")
     assert report["total_episodes"] == len(subset)
     assert report["episode_lengths"] == [subset.entry(i)["length"] for i in subset.ids()]
