@@ -7,12 +7,15 @@ deterministic under its seed, so the same source, parameters and seed give the s
 
 ``augment_store`` reads every selected source episode, writes each generated episode into the output
 store with provenance metadata (source episode and store, augmentation, its parameters plus the
-sample's own, seed), and counts the rejected samples by reason. Synthetic episodes are ordinary
+sample's own, seed), and counts the rejected samples by reason. Writing runs on a background thread
+(``_Writer``) so that generating the next samples overlaps encoding and flushing the last ones. Synthetic episodes are ordinary
 episodes: they can be filtered (``provenance.augmentation``), scored and exported like any other.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -76,19 +79,101 @@ def augment_store(source: Store, out: Path, augmentation: Augmentation, where: s
     target = Store.create(out, spec, source.options, exist_ok=True)
     summary = AugmentSummary(out=target.root, sources=len(ids), generated=0)
     base_params = params_dict(augmentation.params)
-    for episode_id in track(ids, len(ids), f"{augmentation.name}: {len(ids)} source episodes"):
-        episode = source.read(episode_id)
-        sample_seed = episode_seed(seed, episode_id)
-        for sample in augmentation.generate(episode, source.spec, sample_seed):
-            if sample.rejected or sample.episode is None:
-                summary.rejected[sample.rejected or "no episode"] += 1
+    with _Writer(target) as writer:
+        for episode_id in track(ids, len(ids), f"{augmentation.name}: {len(ids)} source episodes"):
+            episode = source.read(episode_id)
+            sample_seed = episode_seed(seed, episode_id)
+            for sample in augmentation.generate(episode, source.spec, sample_seed):
+                if sample.rejected or sample.episode is None:
+                    summary.rejected[sample.rejected or "no episode"] += 1
+                    continue
+                provenance = {"source_id": episode_id, "source_store": str(source.root.resolve()),
+                              "augmentation": f"{augmentation.name}/{augmentation.version}",
+                              "params": {**base_params, **sample.params}, "seed": sample_seed}
+                meta = replace(sample.episode.meta, provenance=provenance)
+                writer.put(Episode(data=sample.episode.data, meta=meta))
+                summary.generated += 1
+                if limit is not None and summary.generated >= limit:
+                    break
+            else:
                 continue
-            provenance = {"source_id": episode_id, "source_store": str(source.root.resolve()),
-                          "augmentation": f"{augmentation.name}/{augmentation.version}",
-                          "params": {**base_params, **sample.params}, "seed": sample_seed}
-            meta = replace(sample.episode.meta, provenance=provenance)
-            summary.ids.append(target.append(Episode(data=sample.episode.data, meta=meta)))
-            summary.generated += 1
-            if limit is not None and summary.generated >= limit:
-                return summary
+            break
+    summary.ids = writer.ids
     return summary
+
+
+class _Writer:
+    """Appends episodes to a store on a background thread, in order, a few at a time (``append_many``:
+    one flush per batch). Generation (numpy) keeps this thread busy while the writer's encoding (blosc)
+    and flushing (fsync) release the GIL, so the two overlap on two cores. The queue is bounded, so
+    memory stays at a few episodes. Leaving the ``with`` block waits for every queued episode; leaving
+    it by an exception (Ctrl-C) drops the queued ones and keeps the committed ones (each commit is
+    atomic). An error in the writer is raised in the caller's thread at its next ``put`` or at exit."""
+
+    def __init__(self, store: Store, depth: int = 8, batch: int = 4) -> None:
+        self.store, self.batch = store, batch
+        self.ids: list[str] = []
+        self._queue: queue.Queue[Episode | None] = queue.Queue(maxsize=depth)
+        self._abort = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="augment-writer", daemon=True)
+
+    def __enter__(self) -> _Writer:
+        self._thread.start()
+        return self
+
+    def put(self, episode: Episode | None) -> None:
+        while True:
+            self._raise()
+            if not self._thread.is_alive():
+                raise DemoforgeError("augment: the writer stopped before every episode was written")
+            try:
+                self._queue.put(episode, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self._abort.set()
+            self._thread.join()
+            return
+        self.put(None)
+        self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _next(self) -> Episode | None:
+        while not self._abort.is_set():
+            try:
+                return self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+    def _run(self) -> None:
+        try:
+            done = False
+            while not done:
+                item = self._next()
+                if item is None:
+                    return
+                batch = [item]
+                while len(batch) < self.batch:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        done = True
+                        break
+                    batch.append(item)
+                if self._abort.is_set():
+                    return
+                self.ids.extend(self.store.append_many(batch))
+        except BaseException as exc:  # handed to the caller's thread
+            self._error = exc

@@ -11,11 +11,15 @@ Layout (readable in a minute, like diffusion_policy's ReplayBuffer)::
       .staging/  .trash/           work in progress; never read
       .pending/                    markers of in-place changes whose catalog row is not written yet
 
-Arrays: state/action/scalar features are one chunk per episode (blosc-zstd, bitshuffle); images,
-depth, masks and point clouds are one-frame chunks inside one shard per episode, so a random frame
-costs one small read and an episode is one file per camera. RGB images are JPEG (or JPEG-XL) through
-``toolkit.codecs``; everything else, and images with ``image_codec="lossless"``, uses zarr's standard
-codecs only.
+Arrays: state/action/scalar features are one chunk per episode (blosc-zstd, bitshuffle). Images
+are one-frame chunks inside one shard per episode, so a random frame costs one small read, a trim
+slices the shard's bytes without re-encoding, and an episode is one file per camera. Depth, masks and
+point clouds are one shard per episode too, with inner chunks of about 1 MiB (as many frames as fit,
+at least one), compressed with blosc-zstd level 1 and byte shuffle: their per-chunk cost, not the
+bytes, dominated appending them frame by frame, and a fast level loses little on noisy floats. RGB
+images are JPEG (or JPEG-XL) through ``toolkit.codecs``; everything else, and images with
+``image_codec="lossless"``, uses zarr's standard codecs only. An episode's arrays are written
+concurrently, in one trip through zarr's event loop.
 
 Commit protocol: an episode is written completely under ``.staging/``, flushed (fsync), then renamed
 to ``episodes/<id>`` with a no-replace rename, which is the commit point. Readers list
@@ -63,8 +67,12 @@ TRASH = ".trash"
 PENDING = ".pending"
 ID_WIDTH = 6
 
-_LOSSLESS = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
-_FRAMED_KINDS = ("image", "depth", "mask", "pointcloud")  # one-frame chunks in one shard per episode
+_LOSSLESS = BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")  # small arrays, masks, lossless images
+# Depth and point clouds: noisy floats that compress ~1.5x at any level; level 1 with byte shuffle
+# encodes ~10x faster than level 5 with bitshuffle for ~7% more bytes (benchmarks/bench_pointcloud.py).
+_FAST_LOSSLESS = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle")
+_FRAMED_KINDS = ("image", "depth", "mask", "pointcloud")  # one shard per episode
+_CHUNK_BYTES = 1 << 20  # inner chunk size of depth, masks and point clouds (images: one frame)
 
 
 @dataclass(frozen=True)
@@ -336,25 +344,27 @@ class Store:
         path.parent.mkdir(exist_ok=True)
         return path
 
-    def _write_array(self, group: zarr.Group, name: str, feature: Feature, array: np.ndarray) -> None:
+    def _layout(self, feature: Feature, array: np.ndarray) -> dict[str, Any]:
+        """``create_array`` arguments for one feature's array: dtype, chunks, shards, codecs."""
         if feature.dtype == "string":
-            arr = group.create_array(name, shape=array.shape, dtype=str, chunks=array.shape)
-            arr[...] = array
-            return
-        if feature.kind in _FRAMED_KINDS:
-            frame = (1, *feature.shape)
-            arr = group.create_array(
-                name, shape=array.shape, dtype=array.dtype, chunks=frame, shards=array.shape,
-                **self._frame_codecs(feature),
-            )
-        else:
-            arr = group.create_array(
-                name, shape=array.shape, dtype=array.dtype, chunks=array.shape, compressors=_LOSSLESS
-            )
-        arr[...] = array
+            return {"dtype": str, "chunks": array.shape}
+        if feature.kind not in _FRAMED_KINDS:
+            return {"dtype": array.dtype, "chunks": array.shape, "compressors": _LOSSLESS}
+        length = max(1, array.shape[0])
+        frames = 1 if feature.kind == "image" else max(1, min(length, _CHUNK_BYTES // max(1, array[0].nbytes)))
+        shard = -(-length // frames) * frames  # whole episode, rounded up to whole inner chunks
+        return {"dtype": array.dtype, "chunks": (frames, *feature.shape), "shards": (shard, *feature.shape),
+                **self._frame_codecs(feature)}
+
+    def _write_arrays(self, folder: Path, arrays: dict[str, np.ndarray]) -> None:
+        """Write a new group at ``folder`` holding every array of ``arrays`` (named features)."""
+        layouts = {name: self._layout(self.spec.features[name], array) for name, array in arrays.items()}
+        sync(_write_group(folder, arrays, layouts))
 
     def _frame_codecs(self, feature: Feature) -> dict[str, Any]:
         lossy = feature.kind == "image" and self.options.image_codec != "lossless"
+        if feature.kind in ("depth", "pointcloud"):
+            return {"compressors": _FAST_LOSSLESS}
         if not lossy:
             return {"compressors": _LOSSLESS}
         if self.options.image_codec == "jpegxl":
@@ -369,8 +379,21 @@ class Store:
 
     def _commit(self, staged: Path, entry: dict[str, Any]) -> str:
         """Rename a fully written staging group into ``episodes/`` under a fresh id; returns the id."""
+        return self._commit_all([(staged, entry)])[0]
+
+    def _commit_all(self, staged: list[tuple[Path, dict[str, Any]]]) -> list[str]:
+        """Flush fully written staging groups, then rename each into ``episodes/`` in order (each
+        rename is one episode's commit point); one directory flush and catalog write for them all."""
         if self.options.fsync:
-            fsops.fsync_tree(staged)
+            for path, _ in staged:
+                fsops.fsync_tree(path)
+        ids = [self._rename_in(path, entry) for path, entry in staged]
+        if self.options.fsync:
+            fsops.fsync_dir(self._episodes_dir)
+        self.catalog.upsert([entry for _, entry in staged])
+        return ids
+
+    def _rename_in(self, staged: Path, entry: dict[str, Any]) -> str:
         while True:
             episode_id = self._next_id()
             entry["id"] = episode_id
@@ -382,25 +405,31 @@ class Store:
                 continue
             break
         self._next_hint += 1
-        if self.options.fsync:
-            fsops.fsync_dir(self._episodes_dir)
-        self.catalog.upsert([entry])
         return episode_id
 
     def append(self, episode: Episode, nonfinite: NonFinitePolicy = "flag") -> str:
         """Check, write and commit one episode; returns its id. The store is unchanged if this raises."""
+        return self.append_many([episode], nonfinite)[0]
+
+    def append_many(self, episodes: Iterable[Episode], nonfinite: NonFinitePolicy = "flag") -> list[str]:
+        """Check, write and commit several episodes in order; returns their ids. Each is committed
+        atomically on its own, as by ``append``, but they share one flush: cheaper than one ``append``
+        each. The store is unchanged if checking or writing any of them raises."""
         self._require_writable()
-        episode = check_episode(episode, self.spec, f"{self.root}: new episode ({episode.meta.task!r})", nonfinite)
-        staged = self._staging_dir()
+        checked = [check_episode(e, self.spec, f"{self.root}: new episode ({e.meta.task!r})", nonfinite)
+                   for e in episodes]
+        staged: list[tuple[Path, dict[str, Any]]] = []
         try:
-            group = zarr.open_group(LocalStore(staged), mode="w", zarr_format=3)
-            for name, feature in self.spec.features.items():
-                self._write_array(group, name, feature, episode.data[name])
-            entry = {"id": None, "length": episode.length, "created": _now(), "meta": episode.meta.to_dict()}
-            return self._commit(staged, entry)
+            for episode in checked:
+                path = self._staging_dir()
+                staged.append((path, {"id": None, "length": episode.length, "created": _now(),
+                                      "meta": episode.meta.to_dict()}))
+                self._write_arrays(path, {name: episode.data[name] for name in self.spec.features})
+            return self._commit_all(staged)
         finally:
-            if staged.exists():
-                shutil.rmtree(staged, ignore_errors=True)
+            for path, _ in staged:
+                if path.exists():
+                    shutil.rmtree(path, ignore_errors=True)
 
     def copy_from(self, source: Store, episode_id: str, meta_update: dict[str, Any] | None = None) -> str:
         """Copy an episode's stored bytes from another store (no re-encoding); returns the new id."""
@@ -464,9 +493,12 @@ class Store:
         staged = self._staging_dir()
         source_dir = self._episodes_dir / episode_id
         try:
-            group = zarr.open_group(LocalStore(staged), mode="w", zarr_format=3)
+            copied = {}
             for name, feature in self.spec.features.items():
-                self._trim_array(group, name, feature, source_dir / name, length, start, stop)
+                if not self._slice_shard(staged, name, feature, source_dir / name, length, start, stop):
+                    source = zarr.open_array(LocalStore(source_dir / name, read_only=True), mode="r")
+                    copied[name] = np.asarray(source[start:stop])  # lossless: decode and re-encode
+            self._write_arrays(staged, copied)
             meta = dict(entry["meta"])
             meta["flags"] = _shift_flags(meta.get("flags") or {}, start, stop)
             if not meta["flags"]:
@@ -484,23 +516,29 @@ class Store:
                 shutil.rmtree(staged, ignore_errors=True)
         return stop - start
 
-    def _trim_array(self, group: zarr.Group, name: str, feature: Feature, src: Path, length: int,
-                    start: int, stop: int) -> None:
+    def _slice_shard(self, staged: Path, name: str, feature: Feature, src: Path, length: int,
+                     start: int, stop: int) -> bool:
+        """Trim an image array by slicing its shard of one-frame chunks (never decoded, so JPEG frames
+        suffer no second generation loss); False for every other array, which the caller re-encodes."""
+        if feature.kind != "image" or feature.dtype == "string":
+            return False
         source = zarr.open_array(LocalStore(src, read_only=True), mode="r")
-        if feature.kind not in _FRAMED_KINDS or feature.dtype == "string":
-            self._write_array(group, name, feature, np.asarray(source[start:stop]))
-            return
-        # Same codecs, new length; the shard's bytes are sliced, never decoded and re-encoded.
-        shard_key = "c/" + "/".join("0" * (len(feature.shape) + 1))
+        if source.shards is None or source.chunks[0] != 1 or source.shards[0] != length:
+            return False
         shape = (stop - start, *feature.shape)
+        group = zarr.open_group(LocalStore(staged), mode="a", zarr_format=3)
         arr = group.create_array(
             name, shape=shape, dtype=source.dtype, chunks=(1, *feature.shape), shards=shape,
             serializer=source.serializer, compressors=source.compressors,
         )
+        zero = (0,) * len(source.shape)
+        shard_key = source.metadata.chunk_key_encoding.encode_chunk_key(zero)
+        target_key = arr.metadata.chunk_key_encoding.encode_chunk_key(zero)
         shard = (src / shard_key).read_bytes()
-        target = Path(arr.store.root) / name / shard_key  # type: ignore[attr-defined]
+        target = staged / name / target_key
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(slice_shard(shard, length, start, stop))
+        return True
 
     def _swap_in(self, staged: Path, current: Path) -> None:
         if fsops.exchange(staged, current):
@@ -510,6 +548,20 @@ class Store:
         os.rename(current, old)
         os.rename(staged, current)
         shutil.rmtree(old, ignore_errors=True)
+
+
+async def _write_group(folder: Path, arrays: dict[str, np.ndarray], layouts: dict[str, dict[str, Any]]) -> None:
+    """A group at ``folder`` (created, or opened if it exists) with every array written concurrently."""
+    group = await zarr_async.open_group(store=LocalStore(folder), mode="a", zarr_format=3)
+
+    async def one(name: str) -> None:
+        array = arrays[name]
+        # write_empty_chunks: skip zarr's compare-every-chunk-with-the-fill-value pass (2 ms a point
+        # cloud); recorded frames are never all fill value worth leaving out.
+        arr = await group.create_array(name, shape=array.shape, config={"write_empty_chunks": True}, **layouts[name])
+        await arr.setitem(Ellipsis, array)
+
+    await asyncio.gather(*(one(name) for name in arrays))
 
 
 async def _read_arrays(folders: list[Path], names: list[str]) -> list[list[np.ndarray]]:
