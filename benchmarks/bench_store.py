@@ -279,12 +279,12 @@ def bench_scaling(plan: Plan, spec, work: Path, sizes: tuple[int, ...], clone_mo
             for fsync in (True, False):
                 store.options = replace(store.options, fsync=fsync)
                 t, c = [], []
-                store._commit = timed(store._commit, c)  # the store-size-dependent part: fsync, rename, catalog
+                store._commit_all = timed(store._commit_all, c)  # the store-size-dependent part: fsync, rename, catalog
                 for ep in small:
                     t0 = time.perf_counter()
                     store.append(ep)
                     t.append(time.perf_counter() - t0)
-                del store._commit
+                del store._commit_all
                 times[fsync], commits[fsync] = t, c
             if rebuild and size == sizes[-1]:
                 t0 = time.perf_counter()
@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         "id/operator/task rewritten in each clone's zarr.json and the rows bulk-inserted into the catalog. "
         "tmpfs = /dev/shm (fsync is a no-op there); disk = the temp dir's filesystem.",
         "",
-        "append = whole Store.append (encoding dominates); commit = its Store._commit step (fsync of the staged "
+        "append = whole Store.append (encoding dominates); commit = its Store._commit_all step (fsync of the staged "
         "episode, no-replace rename into episodes/, fsync of episodes/, catalog upsert): the part that could "
         "depend on the store's size.",
         "",
