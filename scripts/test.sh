@@ -5,6 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 
+# The dashboard's tests drive a real headless Chromium from Debian's packages (never `playwright install`).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "[test] installing Debian's chromium for the dashboard's browser tests (apt-get, about 1 min)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 ORACLE_DIR=../shared/tools/lerobot-oracle
 if [ -z "${LEROBOT_ORACLE_PYTHON:-}" ]; then
   if [ -x "$ORACLE_DIR/setup.sh" ] || [ -f "$ORACLE_DIR/setup.sh" ]; then

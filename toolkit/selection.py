@@ -57,14 +57,21 @@ def select_command(store_path: Path, where: str | None, view: str | None, out_st
             save_view(store.root, view_name, where, note)
             out.print(f"saved view '{view_name}': {where!r} ({len(ids)} episodes now)")
         if out_store:
-            if not ids:
-                raise DemoforgeError(f"select: {where!r} matches no episodes in {store.root}; nothing written")
-            subset = merge_stores([store], out_store, where)
-            _record_selection(subset.root, store, where, view, ids)
+            subset = select_to_store(store, where, view, out_store)
             out.print(f"selected {len(subset)} of {len(store)} episodes -> {subset.root}")
         if not out_store and not view_name:
             episode_table(store, ids, out, limit)
     return ids
+
+
+def select_to_store(store: Store, where: str | None, view: str | None, out: Path) -> Store:
+    """Copy the episodes matching ``where`` into a new store at ``out`` that records where they came from."""
+    ids = store.ids(where)
+    if not ids:
+        raise DemoforgeError(f"select: {where!r} matches no episodes in {store.root}; nothing written")
+    subset = merge_stores([store], out, where)
+    _record_selection(subset.root, store, where, view, ids)
+    return subset
 
 
 def _record_selection(root: Path, source: Store, where: str | None, view: str | None, ids: list[str]) -> None:
