@@ -13,7 +13,7 @@ from toolkit.sample import sample_episodes, sample_spec
 from toolkit.store import Store
 
 COMMANDS = ["info", "ls", "validate", "import", "export", "merge", "split", "delete", "trim", "reindex", "record",
-            "curate", "select", "augment", "demo"]
+            "curate", "select", "augment", "dashboard", "demo"]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures"
 
 def test_demo_end_to_end_export_loads_in_real_lerobot(tmp_path, lerobot_oracle):
     out = tmp_path / "demo"
-    log = demoforge("demo", "--out", out).stdout
+    log = demoforge("demo", "--out", out, "--no-serve").stdout
     assert "LeRobot v3.0 (AV1 video)" in log and "done" in log
     recorded = Store.open(out / "store.zarr")
     operators = {recorded.meta(i).operator for i in recorded.ids()}

@@ -342,14 +342,33 @@ def augment_pointcloud(
 
 
 @app.command()
+def dashboard(
+    stores: Annotated[list[Path], typer.Argument(help="one or more demoforge stores (.zarr directories)")],
+    host: Annotated[str, typer.Option(help="address to serve on; anything but 127.0.0.1 exposes the stores")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to serve on")] = 8050,
+) -> None:
+    """Browse, filter, tag and export episodes in a web browser (serves until Ctrl-C)."""
+    from dashboard.command import dashboard_command
+
+    dashboard_command(stores, host, port, out)
+
+
+@app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="where to write the demo store and exports")] = Path("demo-output"),
     scale: Annotated[int, typer.Option(min=1, help="multiply the episodes recorded per operator")] = 1,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="end by serving the dashboard on the results")] = True,
+    port: Annotated[int, typer.Option(help="dashboard port")] = 8050,
 ) -> None:
-    """The main job end to end on the embedded simulator: record with scripted operators, inspect, edit, export."""
+    """The main job end to end on the embedded simulator: record, curate, augment, export, then browse."""
     from curation.demo import run_demo
 
     run_demo(out_dir, scale, out)
+    if serve:
+        from dashboard.command import dashboard_command
+
+        stores = [out_dir / name for name in ("store.zarr", "greenscreen.zarr", "pointcloud.zarr")]
+        dashboard_command([s for s in stores if s.exists()], "127.0.0.1", port, out)
 
 
 def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> None:
