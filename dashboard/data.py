@@ -57,8 +57,9 @@ class Dataset:
     def refresh(self) -> None:
         """Re-open the store: committed episodes appear, deleted ones go; never a partial episode."""
         with self.lock:
-            old, self.store = self.store, Store.open(self.path)
-            old.close()
+            # The old handle is dropped, not closed: a frame request in another thread may still be using
+            # it, and its SQLite connection closes when the last user lets go.
+            self.store = Store.open(self.path)
             self._orders.clear()
 
     def cameras(self) -> list[str]:

@@ -34,5 +34,7 @@ def card(summary: dict[str, Any]) -> html.Div:
 
 
 def layout(lib: Library, **_: Any) -> html.Div:
+    for ds in lib.datasets.values():
+        ds.refresh()  # a reload shows what recorders committed since
     return html.Div([html.H2("Datasets"), html.Div([card(dataset_summary(ds)) for ds in lib.datasets.values()],
                                                    className="cards")])

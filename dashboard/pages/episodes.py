@@ -38,6 +38,7 @@ def column_defs(ds: Dataset) -> list[dict[str, Any]]:
 
 def layout(lib: Library, dataset: str, where: str = "", **_: Any) -> html.Div:
     ds = lib.get(dataset)
+    ds.refresh()  # opening or reloading the page shows the episodes recorders committed since
     return html.Div([
         dcc.Store(id="grid-dataset", data=ds.name),
         dcc.Store(id="grid-refresh", data=0),
@@ -46,6 +47,7 @@ def layout(lib: Library, dataset: str, where: str = "", **_: Any) -> html.Div:
                       debounce=True, className="where", type="text"),
             dcc.Input(id="search", placeholder="quick search", debounce=True, type="text", className="search"),
             html.Span(id="n-episodes", className="count"),
+            html.Button("Refresh", id="grid-reload", className="btn", title="show episodes committed since"),
         ], className="toolbar"),
         html.Div(id="where-error", className="error"),
         dcc.Store(id="grid-purged"),
@@ -110,6 +112,13 @@ clientside_callback(
     Input("where", "value"), Input("search", "value"), Input("only-picked", "value"), Input("grid-refresh", "data"),
     prevent_initial_call=True,
 )
+
+
+@callback(Output("grid-refresh", "data", allow_duplicate=True), Input("grid-reload", "n_clicks"),
+          State("grid-dataset", "data"), State("grid-refresh", "data"), prevent_initial_call=True)
+def reload_store(_n: int | None, dataset: str, refresh: int) -> int:
+    library().get(dataset).refresh()
+    return (refresh or 0) + 1
 
 
 @callback(Output("grid-status", "children"), Output("grid-refresh", "data"),
