@@ -46,10 +46,20 @@ def run(store_path: Path, out: Path, augmentation: Augmentation, where: str | No
     return summary
 
 
+def choice(flag: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    """A one-line error naming the flag when ``value`` is not one of ``allowed`` (None: flag not given)."""
+    if value is not None and value not in allowed:
+        raise DemoforgeError(f"{flag} {value!r}: expected one of {', '.join(allowed)}")
+
+
 def pointcloud_command(store: Path, out: Path, where: str | None, seed: int, limit: int | None, console: Console,
                        **flags: Any) -> AugmentSummary:
-    from curation.pointcloud import PointCloudEdit, PointCloudParams
+    """Flags -> ``PointCloudParams``: one field per flag (``--plane-threshold`` -> ``plane_threshold``);
+    a flag left out (None or absent) keeps the field's default. Bad choices fail in one line."""
+    from curation.pointcloud import CHOICES, PointCloudEdit, PointCloudParams
 
+    for name, allowed in CHOICES.items():
+        choice("--" + name, flags.get(name), allowed)
     boxes = tuple(numbers("--box", b, 6) for b in flags.pop("boxes") or ())
     params = build(
         PointCloudParams, boxes=boxes or None,
@@ -64,9 +74,12 @@ def pointcloud_command(store: Path, out: Path, where: str | None, seed: int, lim
 
 def greenscreen_command(store: Path, out: Path, where: str | None, seed: int, limit: int | None, console: Console,
                         **flags: Any) -> AugmentSummary:
-    from curation.greenscreen import GreenScreen, GreenScreenParams
+    from curation.greenscreen import COVERAGE_FACTOR, GreenScreen, GreenScreenParams
 
     cameras = tuple(c.strip() for c in (flags.pop("cameras") or "").split(",") if c.strip())
     params = build(GreenScreenParams, cameras=cameras, scale=numbers("--scale", flags.pop("scale"), 2), **flags)
     params.check()
-    return run(store, out, GreenScreen(params), where, seed, limit, console)
+    summary = run(store, out, GreenScreen(params), where, seed, limit, console)
+    console.print(f"keyed fraction per camera: factors.{COVERAGE_FACTOR}.<camera> "
+                  f"(e.g. --where 'factors.{COVERAGE_FACTOR}.front > 0.3'); matte: {params.mask_feature}")
+    return summary

@@ -7,12 +7,15 @@ actions, ``PointCloudEdit`` makes new episodes with the object and the target mo
 1. **Segment the objects** on the first frame: hand-given boxes (``segmentation="boxes"``), or a first-frame
    mask lifted into the cloud (``lift_mask``; in the embedded sim the ``observation.mask.<cam>`` ids with the
    spec's camera calibration) giving an axis-aligned box grown by ``box_grow`` with its bottom at
-   ``box_floor``. In every frame, points inside the object box are the object, inside the target box the
+   ``box_floor``; or, with neither masks nor boxes (``segmentation="plane"``, ``segment_tabletop``), the
+   table plane is fitted and removed, what stands on it is clustered, the end effector's cluster dropped
+   and the object and target told apart by where the gripper closes and opens, each lifted to a box the
+   same way. In every frame, points inside the object box are the object, inside the target box the
    target, the rest the end effector (plus, with ``background="table"``, a static background: points on the
    table plane or farther than ``ee_radius`` from the end effector, for uncropped clouds like the sim's).
 2. **Split the trajectory** into motion and skill segments (``curation.segments``).
-3. **Target configurations**: a translation grid (``n x n`` for the object times ``n x n`` for the target) or
-   uniform samples, times a list of object yaw angles.
+3. **Target configurations**: a translation grid (``n x n`` for the object times ``n x n`` for the target)
+   times a list of object yaw angles, or ``count`` uniform samples each with a yaw drawn from the list.
 4. **Adapt the actions**: a skill segment moves rigidly with its object (``E' = T_k E``; delta actions are
    rotated by the object's yaw, so a pure translation copies them unchanged); a motion segment is re-planned
    between the transformed segment ends, keeping its frame count.
@@ -22,10 +25,12 @@ actions, ``PointCloudEdit`` makes new episodes with the object and the target mo
 Where we depart from DemoGen: yaw edits for every task (DemoGen's generic code is translation only); the
 default motion re-plan (``motion="offset"``) keeps the source motion and spreads the needed correction
 evenly over it, so a zero translation reproduces the source exactly (DemoGen's linear and L-shaped plans
-are ``motion="linear"`` / ``"lshape"``); generated demos that leave the workspace or go into the table are
-rejected with the reason; an optional viewpoint edit applies a perturbed camera pose (a calibration error:
-the whole cloud moves rigidly, occlusion is not re-simulated); the state convention (logged before or
-after the action) is detected from the data.
+are ``motion="linear"`` / ``"lshape"``; our L shares the frames between its legs by length instead of
+DemoGen's fixed 1.5 cm z steps, which suit only its own teleop speed); mask-free segmentation by plane
+fitting and clustering (DemoGen asks for masks or boxes); generated demos that leave the workspace or go
+into the table are rejected with the reason; an optional viewpoint edit applies a perturbed camera pose (a
+calibration error: the whole cloud moves rigidly, occlusion is not re-simulated); the state convention
+(logged before or after the action) is detected from the data.
 """
 
 from __future__ import annotations
@@ -36,14 +41,18 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from curation.augment import Synthetic
-from curation.segments import Segment, auto_frames, segments_from_frames, state_after_action
+from curation.segments import Segment, auto_frames, gripper_events, segments_from_frames, state_after_action
 from toolkit.episode import Episode
 from toolkit.spec import DatasetSpec, Feature
 
 Box = tuple[float, float, float, float, float, float]  # xmin, ymin, zmin, xmax, ymax, zmax (metres)
+CHOICES = {"mode": ("grid", "random"), "segmentation": ("boxes", "mask", "plane"),
+           "background": ("none", "table"), "motion": ("offset", "linear", "lshape")}
 
 
 @dataclass(frozen=True)
@@ -57,17 +66,21 @@ class PointCloudParams:
     target_grid: int = 2
     target_range: tuple[float, float] = (0.10, 0.10)
     count: int = 16  # samples per source in random mode
-    yaw: tuple[float, ...] = (0.0,)  # object yaw edits, degrees, each combined with every translation
+    yaw: tuple[float, ...] = (0.0,)  # object yaw edits, degrees: grid, each with every translation; random, one drawn
     frames: tuple[int, ...] | None = None  # manual (skill1,) or (skill1, motion2, skill2); None = automatic
     skill_radius: float = 0.05  # automatic segmentation: horizontal radius around an object centre (m)
-    segmentation: str = "boxes"  # "boxes" (hand-given) or "mask" (first-frame mask lifted to a box)
+    segmentation: str = "boxes"  # "boxes" (hand-given), "mask" (first-frame mask lifted) or "plane" (no labels)
     boxes: tuple[Box, ...] = ()  # object, then target
     mask_feature: str | None = None  # segmentation="mask": mask feature with calibration in spec.cameras
     mask_ids: tuple[int, ...] = (4, 5)  # mask values of the object, then the target (sim: object 4, goal 5)
+    plane_threshold: float = 0.005  # segmentation="plane": table inlier distance (m); 0 = cloud already cropped
+    cluster_radius: float = 0.015  # segmentation="plane": neighbour distance of Euclidean clustering (m)
+    min_cluster: int = 10  # segmentation="plane": smaller clusters are noise (points)
+    objects: int = 2  # segmentation="plane": 1 (object) or 2 (object, then target)
     box_grow: float = 0.01  # metres added on every side of a lifted box (DemoGen: 1 cm)
     box_floor: float | None = 0.0  # z of a lifted box's bottom (DemoGen: 0); None = its lowest point - grow
     background: str = "none"  # "none" (cloud cropped to objects + robot) or "table" (uncropped)
-    table_z: float | None = None  # table height (m); None = box_floor, or the densest z level of frame 0
+    table_z: float | None = None  # table height (m); None = box_floor, the fitted plane, or frame 0's densest z
     table_margin: float = 0.004  # background="table": points below table_z + margin are static
     ee_radius: float = 0.12  # background="table": end-effector points lie within this of the ee (m)
     motion: str = "offset"  # motion re-plan: "offset", "linear" or "lshape" (DemoGen's default)
@@ -77,13 +90,15 @@ class PointCloudParams:
     viewpoint_rotation: float = 0.0  # +- degrees about x, y, z through the frame-0 centroid
 
     def __post_init__(self) -> None:
-        checks = {"mode": ("grid", "random"), "segmentation": ("boxes", "mask"),
-                  "background": ("none", "table"), "motion": ("offset", "linear", "lshape")}
-        for name, allowed in checks.items():
+        for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"PointCloudParams.{name}: expected one of {allowed}, got {getattr(self, name)!r}")
         if self.segmentation == "boxes" and len(self.boxes) not in (1, 2):
             raise ValueError("PointCloudParams.boxes: expected 1 or 2 boxes (object, target) with segmentation='boxes'")
+        if self.objects not in (1, 2):
+            raise ValueError(f"PointCloudParams.objects: expected 1 or 2, got {self.objects!r}")
+        if self.plane_threshold < 0 or self.cluster_radius <= 0 or self.min_cluster < 1:
+            raise ValueError("PointCloudParams: expected plane_threshold >= 0, cluster_radius > 0, min_cluster >= 1")
 
 
 # ------------------------------------------------------------------------------------ geometry
@@ -201,14 +216,24 @@ def _motion_deltas(src: np.ndarray, total: np.ndarray, how: str, first: bool) ->
         return src + (total - src.sum(axis=0)) / n
     if how == "linear":
         return np.repeat(total[None] / n, n, axis=0)
-    out = np.zeros((n, 3))  # DemoGen's L-shape: z in 1.5 cm steps, xy in the remaining frames
-    nz = min(n - 1, int(np.ceil(abs(total[2]) / 0.015))) if n > 1 else 0
+    return _lshape(total, n, first)
+
+
+def _lshape(total: np.ndarray, n: int, first: bool) -> np.ndarray:
+    """DemoGen's L-shaped plan: the z leg and the xy leg one after the other, at one constant speed.
+
+    DemoGen gives z fixed 1.5 cm steps (its keyboard teleop's step) and xy whatever frames remain; on data
+    moving faster than 1.5 cm per step that leaves xy one or two frames and steps a robot clips (the sim
+    caps 5 cm), so the gripper misses the object. Here the frames are shared in proportion to the legs'
+    lengths; a leg too short for a frame of its own makes the plan a straight line."""
+    dz, dxy = abs(float(total[2])), float(np.linalg.norm(total[:2]))
+    nz = int(round(n * dz / (dz + dxy))) if dz + dxy > 0 else 0
+    if nz in (0, n):
+        return np.repeat(total[None] / n, n, axis=0)
+    out = np.zeros((n, 3))
     z_rows = slice(n - nz, n) if first else slice(0, nz)  # approach: xy then down; transport: up then xy
     xy_rows = slice(0, n - nz) if first else slice(nz, n)
-    if nz:
-        out[z_rows, 2] = total[2] / nz
-    else:
-        out[:, 2] = total[2] / n
+    out[z_rows, 2] = total[2] / nz
     out[xy_rows, :2] = total[:2] / (n - nz)
     return out
 
@@ -254,9 +279,21 @@ class Source:
     table_z: float | None
 
 
-def _object_boxes(episode: Episode, spec: DatasetSpec, p: PointCloudParams, first: np.ndarray) -> list[Box]:
+def _object_boxes(episode: Episode, spec: DatasetSpec, p: PointCloudParams, cloud: str, ee: np.ndarray,
+                  gripper: np.ndarray) -> tuple[list[Box], float | None]:
+    """The object (then target) boxes, and the table height when ``segmentation="plane"`` fitted one."""
+    first = np.asarray(episode.data[cloud][0, :, :3], np.float64)
     if p.segmentation == "boxes":
-        return [tuple(float(x) for x in b) for b in p.boxes]  # type: ignore[misc]
+        return [tuple(float(x) for x in b) for b in p.boxes], None  # type: ignore[misc]
+    if p.segmentation == "plane":
+        dense = _cloud_depth_points(episode, spec, cloud)
+        grasp, release = gripper_events(gripper)
+        scene = segment_tabletop(first if dense is None else dense, ee, grasp, release, p)
+        return [box_of(o, p.box_grow, p.box_floor) for o in scene.objects], scene.table_z
+    return _mask_boxes(episode, spec, p, first), None
+
+
+def _mask_boxes(episode: Episode, spec: DatasetSpec, p: PointCloudParams, first: np.ndarray) -> list[Box]:
     name = p.mask_feature or next(n for n, f in spec.features.items() if f.kind == "mask")
     cameras = (episode.meta.extra or {}).get("cameras") or spec.cameras  # per-episode calibration first
     calib = cameras.get(name)
@@ -288,6 +325,139 @@ def _backproject(depth: np.ndarray, mask: np.ndarray, K: np.ndarray, cam_to_worl
     return cam @ cam_to_world[:3, :3].T + cam_to_world[:3, 3]
 
 
+def _cloud_depth_points(episode: Episode, spec: DatasetSpec, cloud: str) -> np.ndarray | None:
+    """Every pixel of the first depth frame of the cloud's camera (``observation.depth.<cam>`` beside
+    ``observation.pointcloud.<cam>``) in the world frame, when it was recorded with calibration: an
+    uncropped cloud samples a small object with a handful of points, too few to cluster."""
+    cam = cloud.rsplit(".", 1)[-1]
+    cameras = (episode.meta.extra or {}).get("cameras") or spec.cameras
+    for name, f in spec.features.items():
+        calib = cameras.get(name)
+        if f.kind == "depth" and name.rsplit(".", 1)[-1] == cam and calib and name in episode.data:
+            depth = np.asarray(episode.data[name][0], np.float64)
+            valid = np.isfinite(depth) & (depth > 0)
+            return _backproject(depth, valid, np.asarray(calib["intrinsics"], float),
+                                np.asarray(calib["extrinsics"], float))
+    return None
+
+
+# ------------------------------------------------------------------------------------ plane segmentation
+MAX_TILT_DEG = 20.0  # a table's normal lies within this of +z (world frame, z up)
+MIN_TABLE_FRACTION = 0.2  # a table top holding fewer of the points is no table (a cropped cloud has none)
+
+
+@dataclass(frozen=True)
+class Plane:
+    """The plane ``normal . x + offset = 0``; ``normal`` is a unit vector with z > 0."""
+
+    normal: np.ndarray
+    offset: float
+
+    def height(self, points: np.ndarray) -> np.ndarray:
+        """Signed distance (m) of ``points`` (N, 3) above the plane."""
+        return points @ self.normal + self.offset
+
+
+def fit_plane(points: np.ndarray, threshold: float, seed: int = 0, iterations: int = 500) -> Plane | None:
+    """RANSAC (Open3D's ``segment_plane``): of ``iterations`` planes through 3 random points, the one with
+    the most points within ``threshold`` among those tilted at most ``MAX_TILT_DEG`` from horizontal, then
+    refitted by least squares to its inliers. Deterministic under ``seed``; None when no sample is flat."""
+    pts = np.asarray(points, np.float64)
+    if len(pts) < 3:
+        return None
+    idx = np.random.default_rng(seed).integers(0, len(pts), (iterations, 3))
+    a = pts[idx[:, 0]]
+    n = np.cross(pts[idx[:, 1]] - a, pts[idx[:, 2]] - a)
+    length = np.linalg.norm(n, axis=1)
+    flat = length > 1e-12
+    n[flat] /= length[flat, None]
+    flat &= np.abs(n[:, 2]) >= np.cos(np.deg2rad(MAX_TILT_DEG))
+    if not flat.any():
+        return None
+    n, d = n[flat], -np.einsum("ij,ij->i", n[flat], a[flat])
+    counts = np.concatenate([(np.abs(pts @ n[i:i + 64].T + d[i:i + 64]) <= threshold).sum(axis=0)
+                             for i in range(0, len(n), 64)])  # chunks: (N, 64) at a time
+    best = int(np.argmax(counts))
+    inliers = pts[np.abs(pts @ n[best] + d[best]) <= threshold]
+    centre = inliers.mean(axis=0)
+    normal = np.linalg.svd(inliers - centre, full_matrices=False)[2][-1]  # least-squares normal
+    normal = normal if normal[2] > 0 else -normal
+    return Plane(normal, float(-normal @ centre))
+
+
+def euclidean_clusters(points: np.ndarray, radius: float, min_size: int) -> list[np.ndarray]:
+    """Indices of the connected components of the graph joining points closer than ``radius`` (DBSCAN with
+    ``eps = radius``, ``min_samples = 1``), largest first; components under ``min_size`` points are noise."""
+    if len(points) == 0:
+        return []
+    pairs = cKDTree(points).query_pairs(radius, output_type="ndarray")
+    graph = coo_matrix((np.ones(len(pairs), bool), (pairs[:, 0], pairs[:, 1])), shape=(len(points), len(points)))
+    _, label = connected_components(graph, directed=False)
+    sizes = np.bincount(label)
+    return [np.flatnonzero(label == k) for k in np.argsort(-sizes, kind="stable") if sizes[k] >= min_size]
+
+
+@dataclass(frozen=True)
+class Tabletop:
+    """What ``segment_tabletop`` found: object (then target) points and the table height (None: no table)."""
+
+    objects: list[np.ndarray]
+    table_z: float | None
+
+
+def _on_table(points: np.ndarray, p: PointCloudParams) -> tuple[np.ndarray, float | None]:
+    """The points standing on the table: above its plane by more than ``plane_threshold`` and over the xy
+    extent of the table top (walls, floor and whatever is beside or below the table go)."""
+    plane = fit_plane(points, p.plane_threshold) if p.plane_threshold > 0 else None
+    if plane is None:
+        return points, None
+    h = plane.height(points)
+    inliers = np.flatnonzero(np.abs(h) <= p.plane_threshold)
+    if len(inliers) < MIN_TABLE_FRACTION * len(points):
+        return points, None
+    # the top is the largest connected patch of inliers: a wall crossing the table's height is another
+    top = points[inliers[euclidean_clusters(points[inliers], p.cluster_radius, 1)[0]]]
+    if len(top) < MIN_TABLE_FRACTION * len(points):
+        return points, None
+    lo, hi = top[:, :2].min(axis=0), top[:, :2].max(axis=0)
+    over = np.all((points[:, :2] >= lo) & (points[:, :2] <= hi), axis=1)
+    return points[(h > p.plane_threshold) & over], float(top[:, 2].mean())
+
+
+def _gap(cluster: np.ndarray, at: np.ndarray) -> float:
+    """Distance from the nearest of ``at`` (M, 3) to the nearest point of ``cluster``."""
+    return float(cKDTree(cluster).query(np.atleast_2d(at))[0].min())
+
+
+def segment_tabletop(first: np.ndarray, ee: np.ndarray, grasp: int | None, release: int | None,
+                     p: PointCloudParams) -> Tabletop:
+    """Object and target points of a first frame without masks or boxes (Open3D's plane segmentation and
+    DBSCAN recipe, in numpy/scipy): fit the table plane (``fit_plane``) and keep what stands on it, cluster
+    it (``euclidean_clusters``), drop the cluster nearest the end effector's first position ``ee[0]`` (the
+    gripper; one that falls apart into pieces needs a larger ``cluster_radius``). Of the other clusters the
+    **object** is the one nearest the end effector at the first gripper close (``grasp``; with none, at its
+    closest approach over the episode) and the **target** the one nearest it at the first opening after
+    that (``release``; with none, the largest left). Raises ``ValueError`` when too few clusters remain.
+
+    A flat target thinner than ``plane_threshold`` (a mark on the table) is part of the plane: lower the
+    threshold below its thickness (the sim's goal disc is 1.6 mm). ``plane_threshold=0`` skips the plane
+    for clouds already cropped to the scene (DemoGen's), and so does a table top (the largest connected
+    patch of the plane's inliers) holding under ``MIN_TABLE_FRACTION`` of the points."""
+    points, table_z = _on_table(np.asarray(first, np.float64), p)
+    clusters = [points[i] for i in euclidean_clusters(points, p.cluster_radius, p.min_cluster)]
+    if clusters:
+        clusters.pop(int(np.argmin([_gap(c, ee[0]) for c in clusters])))
+    if len(clusters) < p.objects:
+        raise ValueError(f"segmentation='plane': {len(clusters)} cluster(s) besides the end effector, expected "
+                         f"{p.objects} (try another plane threshold, cluster radius or minimum cluster size)")
+    obj = int(np.argmin([_gap(c, ee if grasp is None else ee[grasp]) for c in clusters]))
+    objects = [clusters.pop(obj)]
+    if p.objects == 2:  # clusters stay largest first, so argmin's first tie and index 0 are the largest
+        tgt = int(np.argmin([_gap(c, ee[release]) for c in clusters])) if release is not None else 0
+        objects.append(clusters[tgt])
+    return Tabletop(objects, table_z)
+
+
 def _labels(points: np.ndarray, ee: np.ndarray, boxes: list[Box], p: PointCloudParams,
             table_z: float | None) -> np.ndarray:
     labels = np.ones(points.shape[:2], np.int8)
@@ -305,13 +475,13 @@ def prepare(episode: Episode, spec: DatasetSpec, p: PointCloudParams, cloud: str
     state = np.asarray(episode.data[cols.state], np.float64)
     action = np.asarray(episode.data[cols.action], np.float64)
     pos, dpos = state[:, cols.state_pos], action[:, cols.action_pos]
-    boxes = _object_boxes(episode, spec, p, points[0])
-    table_z = p.table_z if p.table_z is not None else (
-        p.box_floor if p.box_floor is not None else table_level(points[0]))
+    grip = action[:, cols.gripper] if cols.gripper is not None else np.zeros(len(action))
+    boxes, plane_z = _object_boxes(episode, spec, p, cloud, pos, grip)
+    table_z = next((z for z in (p.table_z, p.box_floor, plane_z) if z is not None), None)
+    table_z = table_level(points[0]) if table_z is None else table_z
     if p.frames is not None:
         frames = tuple(p.frames)
     else:
-        grip = action[:, cols.gripper] if cols.gripper is not None else np.zeros(len(action))
         centres = [0.5 * (np.asarray(b[:3]) + np.asarray(b[3:])) for b in boxes]
         frames = auto_frames(pos, grip, centres, p.skill_radius)
     after = state_after_action(pos, dpos)
@@ -323,19 +493,23 @@ def prepare(episode: Episode, spec: DatasetSpec, p: PointCloudParams, cloud: str
 
 # ------------------------------------------------------------------------------------ synthesis
 def edits(p: PointCloudParams, rng: np.random.Generator, two: bool) -> list[dict[str, float]]:
-    """The target configurations of one source: translation grid (or samples) times yaw list."""
+    """The target configurations of one source. Grid: the translation grid times the yaw list. Random:
+    exactly ``count`` samples, each with uniform translations and a yaw drawn from the yaw list (so
+    ``count`` is the number per source whatever the list's length)."""
     def grid(n: int, r: tuple[float, float]) -> list[tuple[float, float]]:
         xs, ys = (np.linspace(-r[i], r[i], n) if n > 1 else np.zeros(1) for i in (0, 1))
         return [(float(x), float(y)) for x in xs for y in ys]
+    def edit(o: tuple[float, float], t: tuple[float, float], yaw: float) -> dict[str, float]:
+        return {"object_dx": o[0], "object_dy": o[1], "target_dx": t[0], "target_dy": t[1], "yaw_deg": float(yaw)}
     if p.mode == "grid":
-        pairs = list(itertools.product(grid(p.object_grid, p.object_range),
-                                       grid(p.target_grid, p.target_range) if two else [(0.0, 0.0)]))
-    else:
-        o = rng.uniform(-np.asarray(p.object_range), p.object_range, (p.count, 2))
-        t = rng.uniform(-np.asarray(p.target_range), p.target_range, (p.count, 2)) if two else np.zeros((p.count, 2))
-        pairs = [((float(a), float(b)), (float(c), float(d))) for (a, b), (c, d) in zip(o, t)]
-    return [{"object_dx": o[0], "object_dy": o[1], "target_dx": t[0], "target_dy": t[1], "yaw_deg": float(y)}
-            for (o, t), y in itertools.product(pairs, p.yaw)]
+        pairs = itertools.product(grid(p.object_grid, p.object_range),
+                                  grid(p.target_grid, p.target_range) if two else [(0.0, 0.0)])
+        return [edit(o, t, y) for (o, t), y in itertools.product(pairs, p.yaw)]
+    o = rng.uniform(-np.asarray(p.object_range), p.object_range, (p.count, 2))
+    t = rng.uniform(-np.asarray(p.target_range), p.target_range, (p.count, 2)) if two else np.zeros((p.count, 2))
+    # a one-entry list draws nothing, so the translations of a seed do not depend on the list
+    yaw = rng.choice(np.asarray(p.yaw, float), p.count) if len(p.yaw) > 1 else np.full(p.count, p.yaw[0])
+    return [edit((float(a), float(b)), (float(c), float(d)), y) for (a, b), (c, d), y in zip(o, t, yaw)]
 
 
 def _check(p: PointCloudParams, src: Source, ee: np.ndarray, tfs: list[Transform],

@@ -53,24 +53,33 @@ def _run_up_to(near: np.ndarray, end: int) -> int:
     return t
 
 
+def gripper_events(gripper: np.ndarray, closed: float = 0.5) -> tuple[int | None, int | None]:
+    """The first frame the gripper command is closed (``> closed``; 0 open .. 1 closed, or -1 .. 1) and the
+    first frame after it that it is open again; None for an event that never happens."""
+    shut = np.asarray(gripper) > closed
+    if not shut.any():
+        return None, None
+    grasp = int(np.argmax(shut))
+    opened = np.flatnonzero(~shut[grasp:])
+    return grasp, (grasp + int(opened[0]) if len(opened) else None)
+
+
 def auto_frames(ee: np.ndarray, gripper: np.ndarray, centres: Sequence[np.ndarray], radius: float = 0.05,
                 closed: float = 0.5) -> tuple[int, ...]:
     """Boundary frames from gripper events (``gripper`` the commanded closure per frame, 0 open .. 1 closed)
     and horizontal proximity of the end effector ``ee`` (T, 3) to each object centre; raises ``ValueError``
     when the demonstration has no grasp or does not fit the pattern."""
-    shut = np.asarray(gripper) > closed
-    if not shut.any():
+    grasp, release = gripper_events(gripper, closed)
+    if grasp is None:
         raise ValueError("no grasp (the gripper never closes)")
-    grasp = int(np.argmax(shut))
     near_obj = np.linalg.norm(ee[:, :2] - np.asarray(centres[0])[:2], axis=1) <= radius
     skill1 = _run_up_to(near_obj, grasp)
     if len(centres) < 2:
         return (skill1,)
     after = np.flatnonzero(~near_obj[grasp:])
-    opened = np.flatnonzero(~shut[grasp:])
-    if not len(after) or not len(opened):
+    if not len(after) or release is None:
         raise ValueError("the end effector never leaves the object, or never releases it")
-    motion2, release = grasp + int(after[0]), grasp + int(opened[0])
+    motion2 = grasp + int(after[0])
     near_tgt = np.linalg.norm(ee[:, :2] - np.asarray(centres[1])[:2], axis=1) <= radius
     skill2 = max(_run_up_to(near_tgt, release), motion2)
     if not skill1 < motion2 <= skill2:

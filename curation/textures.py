@@ -123,7 +123,8 @@ class ProceduralBank:
 
 # ---------------------------------------------------------------------------------- user images
 def read_image(path: Path) -> np.ndarray | None:
-    """An image file as uint8 (h, w, 3), or None when it cannot be decoded (grey and RGBA converted)."""
+    """An image file as uint8 (h, w, 3), or None when it cannot be decoded (grey, grey + alpha, RGBA and
+    16-bit converted)."""
     try:
         image = np.asarray(imagecodecs.imread(path.read_bytes()))
     except Exception:  # noqa: BLE001 - any undecodable file is skipped, the bank says if none is left
@@ -134,30 +135,49 @@ def read_image(path: Path) -> np.ndarray | None:
         return None
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, -1)
-    if image.shape[-1] == 1:
-        image = np.repeat(image, 3, -1)
-    return np.ascontiguousarray(image[..., :3]) if image.shape[-1] >= 3 else None
+    if image.shape[-1] <= 2:  # grey, or grey and alpha
+        image = np.repeat(image[..., :1], 3, -1)
+    return np.ascontiguousarray(image[..., :3])
 
 
 class FolderBank:
     """Every readable png/jpg in a folder (sorted by name, so a seed picks the same file on any machine).
-    Images are decoded once and kept; unreadable files are skipped."""
+    Images are decoded once and kept; unreadable files are skipped. A folder that cannot be listed, or
+    has no readable image, is a one-line ``DemoforgeError`` naming the folder (and the skipped files)."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise DemoforgeError(f"--backgrounds {self.folder}: not a folder of png/jpg images")
         self.images: list[tuple[str, np.ndarray]] = []
-        for path in sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        skipped: list[str] = []
+        for path in self._candidates():
             image = read_image(path)
             if image is not None and min(image.shape[:2]) >= 2:
                 self.images.append((path.name, image))
+            else:
+                skipped.append(path.name)
         if not self.images:
-            raise DemoforgeError(f"--backgrounds {self.folder}: no readable png/jpg images in this folder")
+            raise DemoforgeError(f"--backgrounds {self.folder}: no readable png/jpg images in this folder"
+                                 + _skipped_note(skipped))
+
+    def _candidates(self) -> list[Path]:
+        try:
+            return sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        except OSError as e:
+            raise DemoforgeError(f"--backgrounds {self.folder}: cannot list the folder ({e.strerror})") from None
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
         name, image = self.images[int(rng.integers(len(self.images)))]
         return image, {"kind": "image", "id": name}
+
+
+def _skipped_note(names: list[str], shown: int = 3) -> str:
+    """`` (unreadable: a.png, b.jpg, ...)`` for an error message, or nothing."""
+    if not names:
+        return ""
+    listed = ", ".join(" ".join(n.split()) for n in names[:shown])  # a name with a newline stays on one line
+    return f" (unreadable: {listed}{', ...' if len(names) > shown else ''})"
 
 
 def make_bank(backgrounds: str) -> BackgroundBank:
@@ -166,18 +186,34 @@ def make_bank(backgrounds: str) -> BackgroundBank:
 
 
 # ------------------------------------------------------------------------------- crop and scale
+def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear taps along one axis with pixel-centre alignment: (first index, second index, weight of
+    the second), one each per output pixel."""
+    pos = np.clip((np.arange(n_out, dtype=np.float32) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    first = pos.astype(np.int64)
+    return first, np.minimum(first + 1, n_in - 1), pos - first
+
+
 def resize_bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear resize of uint8 (h, w, 3) with pixel-centre alignment (no OpenCV dependency)."""
+    """Bilinear resize of uint8 (h, w, 3) to a C-ordered (height, width, 3) (no OpenCV dependency).
+
+    Separable: columns first, on the source rows only, then rows. Channels stay folded into the last
+    axis (width * 3), so every step runs over long contiguous rows rather than 3-element pixels, and the
+    result is C-ordered because the compositor's uint8 passes crawl on any other layout. The arithmetic is
+    the plain 2-D form's, in its order, so the bytes are the same as before the split.
+    """
     h, w = image.shape[:2]
-    y = np.clip((np.arange(height, dtype=np.float32) + 0.5) * (h / height) - 0.5, 0, h - 1)
-    x = np.clip((np.arange(width, dtype=np.float32) + 0.5) * (w / width) - 0.5, 0, w - 1)
-    y0, x0 = y.astype(np.int64), x.astype(np.int64)
-    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    fy, fx = (y - y0)[:, None, None], (x - x0)[None, :, None]
+    y0, y1, fy = _taps(h, height)
+    x0, x1, fx = _taps(w, width)
     src = image.astype(np.float32)
-    top = src[y0][:, x0] * (1 - fx) + src[y0][:, x1] * fx
-    bottom = src[y1][:, x0] * (1 - fx) + src[y1][:, x1] * fx
-    return np.clip(top * (1 - fy) + bottom * fy + 0.5, 0, 255).astype(np.uint8)
+    fx3 = np.repeat(fx, 3)
+    cols = np.take(src, x0, axis=1).reshape(h, width * 3) * (1 - fx3)
+    cols += np.take(src, x1, axis=1).reshape(h, width * 3) * fx3
+    out = cols[y0] * (1 - fy)[:, None]
+    out += cols[y1] * fy[:, None]
+    out += 0.5
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8).reshape(height, width, 3)
 
 
 def crop_resize(image: np.ndarray, height: int, width: int, scale: tuple[float, float],

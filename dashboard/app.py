@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import dash
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, State, _callback, dcc, html
 
 from dashboard import pages
 from dashboard.context import library
@@ -28,14 +28,36 @@ from dashboard.media import media
 ASSETS = Path(__file__).parent / "assets"
 
 
+def _take_global_callbacks() -> tuple[dict, list, list]:
+    """The callbacks the page modules registered with ``dash.callback`` (taken out of Dash's globals).
+
+    Dash hands its global callbacks to the first app that serves a request and then forgets them, so a
+    second app in the same process (tests, benchmarks) would get none; we keep them and give each app
+    its own copy (``_attach``)."""
+    taken = (dict(_callback.GLOBAL_CALLBACK_MAP), list(_callback.GLOBAL_CALLBACK_LIST),
+             list(_callback.GLOBAL_INLINE_SCRIPTS))
+    _callback.GLOBAL_CALLBACK_MAP.clear()
+    _callback.GLOBAL_CALLBACK_LIST.clear()
+    _callback.GLOBAL_INLINE_SCRIPTS.clear()
+    return taken
+
+
+def _attach(app: dash.Dash) -> None:
+    callback_map, callback_list, inline_scripts = _CALLBACKS
+    app.callback_map.update(callback_map)
+    app._callback_list.extend(dict(c) for c in callback_list)
+    app._inline_scripts.extend(inline_scripts)
+
+
 def create_app(stores: list[str | Path] | Library) -> dash.Dash:
     """The dashboard over the given stores (paths, or an opened ``Library``)."""
     lib = stores if isinstance(stores, Library) else Library(list(stores))
     app = dash.Dash(__name__, assets_folder=str(ASSETS), suppress_callback_exceptions=True,
-                    title="demoforge", update_title=None)
+                    title="demoforge", update_title=None, compress=True)
     app.server.config["DEMOFORGE_LIBRARY"] = lib
     app.server.config["DEMOFORGE_JOBS"] = JobManager()
     app.server.register_blueprint(media)
+    _attach(app)
     app.layout = html.Div([
         dcc.Location(id="url"),
         # lasso picks from the curation page, per dataset: {dataset: [ids]} (ids only, never data)
@@ -73,6 +95,9 @@ def render(pathname: str | None, search: str | None) -> tuple:
     except NotFound as e:
         page = pages.missing(lib, path=str(e))
     return page, pages.nav(lib, args.get("dataset"), name)
+
+
+_CALLBACKS = _take_global_callbacks()  # after every callback above and in dashboard.pages is registered
 
 
 def serve(app: dash.Dash, host: str = "127.0.0.1", port: int = 8050) -> None:

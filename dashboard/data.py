@@ -57,10 +57,18 @@ class Dataset:
     def refresh(self) -> None:
         """Re-open the store: committed episodes appear, deleted ones go; never a partial episode."""
         with self.lock:
+            if not self._out_of_step():
+                return  # the SQLite catalog already shows what writers committed (WAL); keep its caches
             # The old handle is dropped, not closed: a frame request in another thread may still be using
             # it, and its SQLite connection closes when the last user lets go.
             self.store = Store.open(self.path)
             self._orders.clear()
+
+    def _out_of_step(self) -> bool:
+        """Whether the open handle may miss changes: a reader that had to index in memory (the catalog
+        was behind when it opened), or episode folders that the catalog does not count."""
+        catalog = self.store.catalog
+        return catalog.path is None or len(self.store._disk_ids()) != len(catalog)
 
     def cameras(self) -> list[str]:
         return [n for n, f in self.spec.features.items() if f.kind == "image"]
@@ -244,13 +252,28 @@ def filter_mask(columns: Mapping[str, np.ndarray], n: int, filter_model: Mapping
     return mask
 
 
+_SEARCH_TEXT: dict[int, tuple[Mapping, np.ndarray]] = {}
+
+
+def _search_text(columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
+    """Each row's text columns joined and lower-cased, kept while the catalog's columns are unchanged
+    (building it is the slow part of a search: a Python pass over every cell)."""
+    cached = _SEARCH_TEXT.get(id(columns))
+    if cached is not None and cached[0] is columns:
+        return cached[1]
+    texts = [_text(c) for name, c in columns.items() if not is_numeric(c) and name not in HIDDEN_COLUMNS]
+    joined = np.array([" ".join(parts) for parts in zip(*texts)], dtype=object) if texts else np.full(n, "")
+    _SEARCH_TEXT.clear()  # one catalog version at a time is enough
+    _SEARCH_TEXT[id(columns)] = (columns, joined)
+    return joined
+
+
 def search_mask(columns: Mapping[str, np.ndarray], n: int, text: str) -> np.ndarray:
     """Quick search: every word must appear in some text column (id, task, operator, tags, factors...)."""
     words = text.lower().split()
     if not words:
         return np.ones(n, bool)
-    texts = [_text(c) for name, c in columns.items() if not is_numeric(c) and name not in HIDDEN_COLUMNS]
-    joined = np.array([" ".join(parts) for parts in zip(*texts)], dtype=object) if texts else np.full(n, "")
+    joined = _search_text(columns, n)
     mask = np.ones(n, bool)
     for w in words:
         mask &= np.fromiter((w in s for s in joined), bool, n)

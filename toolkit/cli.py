@@ -319,9 +319,13 @@ def augment_pointcloud(
     mode: Annotated[str, typer.Option(help="grid, or random (--count samples per source)")] = "grid",
     count: Annotated[int, typer.Option(min=1, help="samples per source episode in random mode")] = 16,
     frames: Annotated[Optional[str], typer.Option(help="manual segment frames: skill1 or skill1,motion2,skill2 (default: from gripper events)")] = None,
-    segmentation: Annotated[str, typer.Option(help="boxes (--box) or mask (first-frame mask lifted to a box)")] = "boxes",
+    segmentation: Annotated[str, typer.Option(help="boxes (--box), mask (first-frame mask lifted to a box) or plane (no masks: table plane removed, what stands on it clustered)")] = "boxes",
     boxes: Annotated[Optional[list[str]], typer.Option("--box", help="xmin,ymin,zmin,xmax,ymax,zmax (m): object, then target")] = None,
     mask_feature: Annotated[Optional[str], typer.Option(help="segmentation=mask: the mask feature")] = None,
+    plane_threshold: Annotated[float, typer.Option(min=0.0, help="segmentation=plane: table-plane inlier distance (m); 0: the cloud is already cropped to the scene")] = 0.005,
+    cluster_radius: Annotated[float, typer.Option(help="segmentation=plane: neighbour distance of the Euclidean clustering (m)")] = 0.015,
+    min_cluster: Annotated[int, typer.Option(min=1, help="segmentation=plane: clusters with fewer points are noise")] = 10,
+    objects: Annotated[int, typer.Option(min=1, max=2, help="segmentation=plane: 1 (object) or 2 (object, then target)")] = 2,
     background: Annotated[str, typer.Option(help="none (cloud cropped to the scene) or table (uncropped, table points stay)")] = "none",
     motion: Annotated[str, typer.Option(help="motion re-plan: offset, linear or lshape (DemoGen)")] = "offset",
     workspace: Annotated[Optional[str], typer.Option(help="xmin,ymin,zmin,xmax,ymax,zmax: reject demos leaving it")] = None,
@@ -337,6 +341,8 @@ def augment_pointcloud(
     pointcloud_command(store, out_store, where, seed, limit, out, object_grid=grid, object_range=object_range,
                        target_grid=target_grid, target_range=target_range, yaw=yaw, mode=mode, count=count,
                        frames=frames, segmentation=segmentation, boxes=boxes, mask_feature=mask_feature,
+                       plane_threshold=plane_threshold, cluster_radius=cluster_radius, min_cluster=min_cluster,
+                       objects=objects,
                        background=background, motion=motion, workspace=workspace, table_clearance=table_clearance,
                        viewpoint_translation=viewpoint_translation, viewpoint_rotation=viewpoint_rotation)
 

@@ -52,7 +52,7 @@ def curate_view(lib: Library, dataset: str, names: list[str], where: str | None,
     with Store.open(ds.path, mode="a") as store:
         run = curate_store(store, make_passes(names), where=where or None, base=base or None)
     ds.refresh()
-    heads = [f"{n}: {r.summary.get('headline', '')}" for n, r in run.datasets.items()]
+    heads = [f"{n}: {r.summary.get('headline', '')}" for n, r in run.results.items()]
     return "; ".join(heads)
 
 

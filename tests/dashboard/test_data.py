@@ -13,7 +13,7 @@ from dashboard.data import Library, NotFound, dataset_summary, filter_mask, grid
 from dashboard.jobs import JobManager
 from dashboard.pages.episode import add_frame_tag
 from dashboard.pages.episodes import tag_episodes
-from dashboard.pages.views import export_view
+from dashboard.pages.views import curate_view, export_view
 from toolkit.errors import DemoforgeError
 from toolkit.progress import track
 from toolkit.query import QueryError
@@ -145,4 +145,18 @@ def test_refresh_shows_committed_episodes_only(tmp_path):
     assert grid_page(ds, 0, 10)["rowCount"] == 3 == len(writer)
     assert np.array_equal(np.sort(ds.columns()["id"]), np.sort(np.array(writer.ids(), dtype=object)))
     writer.close()
+    library.close()
+
+
+def test_curation_job_scores_the_store(tmp_path):
+    spec = sample_spec(cameras=1, height=32, width=32)
+    path = tmp_path / "fresh.zarr"
+    with Store.create(path, spec) as store:
+        store.append_many(sample_episodes(spec, 12, seed=5))
+    library = Library([path])
+    jobs = JobManager()
+    job = jobs.wait(jobs.start("curate", lambda: curate_view(library, "fresh", ["quality"], "length > 0", None)).id)
+    assert job.state == "done" and job.result.startswith("quality:"), job.view()
+    assert job.done == job.total == 12  # progress came through the runner's bar
+    assert grid_page(library.get("fresh"), 0, 50, where="quality.ok")["rowCount"] == 12
     library.close()
