@@ -167,14 +167,60 @@ def _stamp(root: Path) -> tuple:
     return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in folder.glob("*.parquet")))
 
 
+@dataclass
+class _ScoreArrays:
+    """One pass's table as columns, as the catalog joins it (read straight from the parquet file)."""
+
+    ids: np.ndarray
+    scores: dict[str, np.ndarray]
+    flag_names: np.ndarray  # object array of sorted name lists
+    current: np.ndarray  # bool: scored by the latest run's version and parameters
+    revisions: np.ndarray  # object array of str
+
+
+def _flag_names(text: str | None) -> list[str]:
+    # Most episodes have no flags: skip the JSON parser for them (it dominated at 100k rows).
+    return [] if not text or text == "{}" else sorted(json.loads(text))
+
+
+def _read_arrays(root: Path, name: str) -> _ScoreArrays | None:
+    folder = _dir(root)
+    table_path, info_path = folder / f"{name}.parquet", folder / f"{name}.json"
+    if not table_path.exists() or not info_path.exists():
+        return None
+    try:
+        info = json.loads(info_path.read_text())
+        table = pq.read_table(table_path)
+    except (OSError, ValueError, pa.ArrowException) as e:
+        raise StoreError(f"{table_path}: unreadable scores ({e}); re-run 'demoforge curate'") from None
+    plain = {c: table.column(c).to_pylist() for c in ("id", "revision", "version", "params_hash", "flags")}
+    flags = np.empty(table.num_rows, dtype=object)
+    flags[:] = [_flag_names(t) for t in plain["flags"]]
+    current = ((np.asarray(plain["version"], dtype=object) == info["version"])
+               & (np.asarray(plain["params_hash"], dtype=object) == info["params_hash"]))
+    scores = {key: _to_array(table.column(key).to_pylist()) for key in table.column_names if key not in _RESERVED}
+    return _ScoreArrays(ids=np.asarray(plain["id"], dtype=object), scores=scores, flag_names=flags,
+                        current=current.astype(bool), revisions=np.asarray(plain["revision"], dtype=object))
+
+
+def _blank(template: np.ndarray, n: int) -> np.ndarray:
+    """A column of ``n`` missing values of the template's kind (NaN for numbers, None otherwise)."""
+    if template.dtype.kind == "f":
+        return np.full(n, np.nan)
+    return np.full(n, None, dtype=object)
+
+
 class ScoreColumns:
-    """Score columns aligned to the catalog's episode order, reloaded only when a score file changes."""
+    """Score columns aligned to the catalog's episode order. A pass's file is read once per change; aligning
+    it to the catalog's ids is one vectorised lookup, so a catalog refresh with unchanged scores is cheap."""
 
     def __init__(self, root: Path | None) -> None:
         self.root = root
         self._loaded: tuple[tuple, dict[str, PassScores]] | None = None
+        self._arrays: tuple[tuple, dict[str, _ScoreArrays]] | None = None
 
     def tables(self) -> dict[str, PassScores]:
+        """Each pass's stored scores in full (rows, flags with frames, run info)."""
         if self.root is None:
             return {}
         stamp = _stamp(self.root)
@@ -186,27 +232,34 @@ class ScoreColumns:
     def stamp(self) -> tuple:
         return _stamp(self.root) if self.root is not None else ()
 
+    def _score_arrays(self) -> dict[str, _ScoreArrays]:
+        if self.root is None:
+            return {}
+        stamp = _stamp(self.root)
+        if self._arrays is None or self._arrays[0] != stamp:
+            arrays = {n: a for n in pass_names(self.root) if (a := _read_arrays(self.root, n))}
+            self._arrays = (stamp, arrays)
+        return self._arrays[1]
+
     def columns(self, ids: np.ndarray, revisions: np.ndarray) -> dict[str, np.ndarray]:
         """``<pass>.<key>``, ``<pass>.flags`` and ``<pass>.stale`` for the episodes ``ids``."""
         out: dict[str, np.ndarray] = {}
-        for name, table in self.tables().items():
-            keys = sorted({k for row in table.rows.values() for k in row})
-            values = {k: [] for k in keys}
-            flags, stale = [], np.ones(len(ids), bool)
-            latest = (table.version, table.params_hash)
-            for p, episode_id in enumerate(ids):
-                row = table.rows.get(episode_id)
-                for k in keys:
-                    values[k].append(None if row is None else row.get(k))
-                flags.append(sorted(table.flags.get(episode_id, {})))
-                if row is not None:
-                    stale[p] = (table.revisions.get(episode_id) != revisions[p]
-                                or table.versions.get(episode_id) != latest)
-            for k in keys:
-                out[f"{name}.{k}"] = _to_array(values[k])
-            flag_col = np.empty(len(ids), dtype=object)
-            flag_col[:] = flags
-            out[f"{name}.flags"] = flag_col
+        n = len(ids)
+        for name, arrays in self._score_arrays().items():
+            position = {episode_id: p for p, episode_id in enumerate(arrays.ids)}
+            rows = np.fromiter((position.get(i, -1) for i in ids), dtype=np.int64, count=n)
+            scored = rows >= 0
+            take = rows[scored]
+            for key, values in arrays.scores.items():
+                column = _blank(values, n)
+                column[scored] = values[take]
+                out[f"{name}.{key}"] = column
+            flags = np.empty(n, dtype=object)
+            flags[:] = [[] for _ in range(n)]
+            flags[scored] = arrays.flag_names[take]
+            out[f"{name}.flags"] = flags
+            stale = np.ones(n, bool)
+            stale[scored] = ~arrays.current[take] | (arrays.revisions[take] != np.asarray(revisions, dtype=object)[scored])
             out[f"{name}.stale"] = stale
         return out
 
