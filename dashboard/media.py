@@ -4,6 +4,7 @@ Routes::
 
     /media/<dataset>/<episode>/thumb.jpg              middle frame of the first camera, 160 px wide
     /media/<dataset>/<episode>/<feature>/<index>.jpg  one camera frame
+    /media/<anything else>                            404
 
 Each path part is looked up among the opened datasets, their committed episodes and their image
 features; anything else is a 404, so no request reaches a file outside the opened stores. Replies carry
@@ -117,3 +118,11 @@ def frame_route(dataset: str, episode_id: str, feature: str, index: int) -> Resp
         return _reply(frame_jpeg(_library().get(dataset), episode_id, feature, index))
     except NotFound:
         abort(404)
+
+
+@media.route("/media/", defaults={"rest": ""})
+@media.route("/media/<path:rest>")
+def no_media(rest: str) -> Response:
+    """Anything else under /media/ (``..``, an encoded ``/``, a negative index) is a 404, not the app's page
+    that the catch-all page route would answer with."""
+    abort(404)

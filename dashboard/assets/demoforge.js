@@ -6,14 +6,27 @@ window.demoforge = {
     return prefixes.map(function (p) { return p + i + ".jpg"; });
   },
   moveCursor: function (t, info) {
+    const d = window.demoforge;
+    d.wanted = [t, info];
+    clearTimeout(d.retry);
     const plot = document.querySelector("#timeline .js-plotly-plot");
-    if (plot && plot.layout && plot.layout.shapes && plot.layout.shapes.length) {
+    const plotReady = plot && plot._fullLayout && plot.layout && plot.layout.shapes && plot.layout.shapes.length;
+    if (plotReady) {
       window.Plotly.relayout(plot, {"shapes[0].x0": t, "shapes[0].x1": t});
     }
     const path = document.querySelector("#ee-path .js-plotly-plot");
-    if (path && info.ee && info.ee.length) {
+    const hasPath = info.ee && info.ee.length;
+    const pathReady = !hasPath || (path && path._fullLayout);
+    if (hasPath && pathReady) {
       const p = info.ee[Math.max(0, Math.min(t, info.ee.length - 1))];
       window.Plotly.restyle(path, {x: [[p[0]]], y: [[p[1]]], z: [[p[2]]]}, [1]);
+    }
+    // Plots load after the page (plotly.js is fetched lazily): a frame chosen before they are drawn is
+    // placed once they are, with the latest frame asked for (tried for up to 10 s).
+    if (!(plotReady && pathReady) && (d.tries = (d.tries || 0) + 1) < 100) {
+      d.retry = setTimeout(function () { d.moveCursor(d.wanted[0], d.wanted[1]); }, 100);
+    } else {
+      d.tries = 0;
     }
   },
   showFrame: function (t, info) {
@@ -44,6 +57,8 @@ document.addEventListener("keydown", function (e) {
   if (!slider || ["INPUT", "TEXTAREA"].includes(document.activeElement.tagName)) { return; }
   if (e.key === " ") { e.preventDefault(); document.getElementById("play").click(); return; }
   if (e.key !== "ArrowLeft" && e.key !== "ArrowRight") { return; }
+  // A focused slider steps itself on the arrow keys: stepping here too would move two frames per key.
+  if (e.defaultPrevented || (e.target && e.target.closest && e.target.closest("#frame"))) { return; }
   const now = parseInt(slider.getAttribute("aria-valuenow") || "0", 10);
   const max = parseInt(slider.getAttribute("aria-valuemax") || "0", 10);
   const next = Math.max(0, Math.min(max, now + (e.key === "ArrowRight" ? 1 : -1)));

@@ -4,7 +4,7 @@ all on one frame index driven by a slider, a play button and the arrow keys.
 One clock for everything (the LeRobot visualizer's cameras drifted apart, huggingface/lerobot#366): the
 slider's value is the frame index; a clientside callback swaps each camera's ``<img src>`` to that frame's
 URL (the browser caches them) and moves the cursor on the plots without a server round trip. Only the
-point cloud needs the server, and its 3-D camera is kept between frames (``uirevision``). Flagged windows
+point cloud needs the server, and the 3-D camera the user chose is sent back with each frame. Flagged windows
 (quality, compatibility ...) and tagged frame ranges are shaded on the timeline.
 """
 
@@ -32,10 +32,11 @@ def _frame_tags(entry: dict[str, Any]) -> list[dict[str, Any]]:
     return list((entry["meta"].get("extra") or {}).get("frame_tags") or [])
 
 
-def timeline(ds: Dataset, episode_id: str, length: int, flags: list[dict], frame_tags: list[dict]) -> go.Figure:
+def timeline(ds: Dataset, episode_id: str, length: int, flags: list[dict], frame_tags: list[dict],
+             cursor: int = 0) -> go.Figure:
     """State and action (and other per-step numbers) on a shared frame axis, flags and tags shaded.
 
-    Shape 0 is the cursor (the clientside callback moves it)."""
+    Shape 0 is the cursor, drawn at frame ``cursor`` (the clientside callback moves it)."""
     series = episode_series(ds, episode_id)
     rows = max(1, len(series))
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.04,
@@ -45,7 +46,7 @@ def timeline(ds: Dataset, episode_id: str, length: int, flags: list[dict], frame
         for k, dim in enumerate(dims):
             fig.add_trace(go.Scattergl(x=x, y=values[:, k], mode="lines", name=dim, legendgroup=name,
                                        hovertemplate=f"{dim}: %{{y:.3f}}<extra>frame %{{x}}</extra>"), row=r, col=1)
-    fig.add_shape(type="line", xref="x", yref="paper", x0=0, x1=0, y0=0, y1=1,
+    fig.add_shape(type="line", xref="x", yref="paper", x0=cursor, x1=cursor, y0=0, y1=1,
                   line={"color": "black", "width": 1.5}, name="cursor")
     for k, flag in enumerate(flags):
         for a, b in flag["frames"]:
@@ -169,6 +170,7 @@ def layout(lib: Library, dataset: str, episode_id: str, t: str = "0", **_: Any) 
     if clouds:
         three_d.append(dcc.Graph(id="cloud", figure=cloud_figure(cloud_sample(ds, episode_id, clouds[0], start),
                                                                  f"{clouds[0]} (frame {start})"), className="panel3d"))
+        three_d.append(dcc.Store(id="cloud-camera"))
     title = [html.H2(f"Episode {episode_id}"),
              dcc.Link("back to the grid", href=f"/d/{ds.name}", className="muted")]
     if source:
@@ -235,13 +237,29 @@ clientside_callback(
 )
 
 
-@callback(Output("cloud", "figure"), Input("frame", "value"), State("episode-info", "data"), prevent_initial_call=True)
-def update_cloud(t: int, info: dict) -> Any:
+# The user's last 3-D camera on the cloud, sent back with each new frame's figure: ``uirevision`` alone does not
+# keep a 3-D camera across figure replacements (the first drag after the page loads is not recorded as a
+# UI edit, and later ones are restored only every other time: plotly/plotly.js#5005, #6359; plotly/dash#2281).
+clientside_callback(
+    """function(relayout) {
+        const camera = relayout && relayout["scene.camera"];
+        return camera ? camera : window.dash_clientside.no_update;
+    }""",
+    Output("cloud-camera", "data"), Input("cloud", "relayoutData"), prevent_initial_call=True,
+)
+
+
+@callback(Output("cloud", "figure"), Input("frame", "value"), State("episode-info", "data"),
+          State("cloud-camera", "data"), prevent_initial_call=True)
+def update_cloud(t: int, info: dict, camera: dict | None) -> Any:
     ds = library().get(info["dataset"])
     clouds = ds.clouds()
     if not clouds:
         return no_update
-    return cloud_figure(cloud_sample(ds, info["episode"], clouds[0], int(t or 0)), f"{clouds[0]} (frame {t})")
+    fig = cloud_figure(cloud_sample(ds, info["episode"], clouds[0], int(t or 0)), f"{clouds[0]} (frame {t})")
+    if camera:
+        fig.update_layout(scene_camera=camera)
+    return fig
 
 
 @callback(Output("episode-status", "children"), Output("tag-chips", "children"),
@@ -279,8 +297,10 @@ def add_frame_tag(lib: Library, dataset: str, episode_id: str, tag: str, start: 
 
 @callback(Output("episode-status", "children", allow_duplicate=True), Output("timeline", "figure"),
           Input("range-tag-add", "n_clicks"), State("episode-tag", "value"), State("range-start", "value"),
-          State("range-stop", "value"), State("episode-info", "data"), prevent_initial_call=True)
-def tag_frames(_n: int | None, tag: str | None, start: int | None, stop: int | None, info: dict) -> tuple:
+          State("range-stop", "value"), State("episode-info", "data"), State("frame", "value"),
+          prevent_initial_call=True)
+def tag_frames(_n: int | None, tag: str | None, start: int | None, stop: int | None, info: dict,
+               now: int | None) -> tuple:
     tag = (tag or "").strip()
     if not tag:
         return "type a tag first", no_update
@@ -291,5 +311,7 @@ def tag_frames(_n: int | None, tag: str | None, start: int | None, stop: int | N
         return str(e), no_update
     ds = lib.get(info["dataset"])
     entry = ds.store.entry(info["episode"])
-    fig = timeline(ds, info["episode"], int(entry["length"]), episode_flags(ds, info["episode"]), _frame_tags(entry))
+    # the new figure keeps the cursor on the current frame (the slider did not move, so nothing else would)
+    fig = timeline(ds, info["episode"], int(entry["length"]), episode_flags(ds, info["episode"]), _frame_tags(entry),
+                   cursor=int(now or 0))
     return f"tagged frames {start}-{stop} '{tag}'", fig

@@ -98,14 +98,15 @@ def rows(request: dict | None, dataset: str, where: str | None, search: str | No
                          filter_model=request.get("filterModel"), sort_model=request.get("sortModel"), ids=ids)
     except DemoforgeError as e:
         return {"rowData": [], "rowCount": 0}, "0 episodes", str(e)
-    return page, f"{page['rowCount']:,} episodes", ""
+    count = page["rowCount"]
+    return page, f"{count:,} episode{'' if count == 1 else 's'}", ""
 
 
 # New filter text, a lasso pick toggled, or tags written: drop the grid's cached blocks so it asks again.
 clientside_callback(
     """function(where, search, picked, refresh) {
-        const api = window.dash_ag_grid && dash_ag_grid.getApi && dash_ag_grid.getApi('grid');
-        if (api) { api.purgeInfiniteCache(); }
+        // getApi throws until the grid is initialized; a grid not initialized yet has no blocks to drop
+        try { dash_ag_grid.getApi('grid').purgeInfiniteCache(); } catch (e) {}
         return window.dash_clientside.no_update;
     }""",
     Output("grid-purged", "data"),
