@@ -115,6 +115,11 @@ def cloud_figure(cloud: np.ndarray, title: str) -> go.Figure:
     return fig
 
 
+def _shown(value: Any) -> str:
+    """A fact for people: floats to 4 significant digits (metres to a tenth of a millimetre)."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _facts(entry: dict[str, Any], scores: dict[str, Any]) -> html.Div:
     meta = entry["meta"]
     rows = [("task", meta.get("task")), ("operator", meta.get("operator")), ("success", meta.get("success")),
@@ -123,7 +128,7 @@ def _facts(entry: dict[str, Any], scores: dict[str, Any]) -> html.Div:
     rows += [(f"provenance.{k}", v) for k, v in (meta.get("provenance") or {}).items()
              if isinstance(v, (str, int, float, bool))]
     rows += sorted(scores.items())
-    return html.Table([html.Tr([html.Th(k), html.Td(str(v))]) for k, v in rows if v is not None],
+    return html.Table([html.Tr([html.Th(k), html.Td(_shown(v))]) for k, v in rows if v is not None],
                       className="facts", id="episode-facts")
 
 

@@ -25,7 +25,7 @@ def column_defs(ds: Dataset) -> list[dict[str, Any]]:
     columns = ds.columns()
     defs: list[dict[str, Any]] = []
     if ds.cameras():
-        defs.append({"field": "thumb", "headerName": "", "cellRenderer": "Thumb", "width": 90, "sortable": False,
+        defs.append({"field": "thumb", "headerName": "", "cellRenderer": "Thumb", "width": 100, "sortable": False,
                      "filter": False, "pinned": "left"})
     for name in grid_column_names(ds):
         d: dict[str, Any] = {"field": name, "headerName": name,
