@@ -79,6 +79,7 @@ def augment_store(source: Store, out: Path, augmentation: Augmentation, where: s
     target = Store.create(out, spec, source.options, exist_ok=True)
     summary = AugmentSummary(out=target.root, sources=len(ids), generated=0)
     base_params = params_dict(augmentation.params)
+    source_store = str(source.root.resolve())
     with _Writer(target) as writer:
         for episode_id in track(ids, len(ids), f"{augmentation.name}: {len(ids)} source episodes"):
             episode = source.read(episode_id)
@@ -87,7 +88,7 @@ def augment_store(source: Store, out: Path, augmentation: Augmentation, where: s
                 if sample.rejected or sample.episode is None:
                     summary.rejected[sample.rejected or "no episode"] += 1
                     continue
-                provenance = {"source_id": episode_id, "source_store": str(source.root.resolve()),
+                provenance = {"source_id": episode_id, "source_store": source_store,
                               "augmentation": f"{augmentation.name}/{augmentation.version}",
                               "params": {**base_params, **sample.params}, "seed": sample_seed}
                 meta = replace(sample.episode.meta, provenance=provenance)
@@ -103,14 +104,15 @@ def augment_store(source: Store, out: Path, augmentation: Augmentation, where: s
 
 
 class _Writer:
-    """Appends episodes to a store on a background thread, in order, a few at a time (``append_many``:
-    one flush per batch). Generation (numpy) keeps this thread busy while the writer's encoding (blosc)
-    and flushing (fsync) release the GIL, so the two overlap on two cores. The queue is bounded, so
-    memory stays at a few episodes. Leaving the ``with`` block waits for every queued episode; leaving
-    it by an exception (Ctrl-C) drops the queued ones and keeps the committed ones (each commit is
-    atomic). An error in the writer is raised in the caller's thread at its next ``put`` or at exit."""
+    """Appends episodes to a store on a background thread, in order, in batches of whatever is queued
+    (up to ``batch``; ``append_many``: one flush to disk per batch). Generation (numpy) keeps the
+    calling thread busy while the store's encoding (blosc, on its own threads) and flushing release the
+    GIL, so the two overlap on two cores. The queue is bounded, so memory stays at a few episodes.
+    Leaving the ``with`` block waits for every queued episode; leaving it by an exception (Ctrl-C) drops
+    the queued ones and keeps the committed ones (each commit is atomic). An error in the writer is
+    raised in the caller's thread at its next ``put`` or at exit."""
 
-    def __init__(self, store: Store, depth: int = 8, batch: int = 4) -> None:
+    def __init__(self, store: Store, depth: int = 12, batch: int = 8) -> None:
         self.store, self.batch = store, batch
         self.ids: list[str] = []
         self._queue: queue.Queue[Episode | None] = queue.Queue(maxsize=depth)

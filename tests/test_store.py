@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
+import random
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from zarr.core.sync import sync
 
+from toolkit.checks import validate_store
 from toolkit.episode import Episode, EpisodeMeta
 from toolkit.errors import DemoforgeError, SchemaError, SpecMismatch, StoreError
 from toolkit.sample import sample_episode, sample_spec
@@ -17,13 +27,17 @@ from toolkit.spec import DatasetSpec, Feature
 from toolkit.store import StorageOptions, Store, merge_stores
 
 
-@pytest.fixture
-def spec() -> DatasetSpec:
-    spec = sample_spec(cameras=2, height=48, width=64, depth=True)
-    features = dict(spec.features)
+def _spec() -> DatasetSpec:
+    base = sample_spec(cameras=2, height=48, width=64, depth=True)
+    features = dict(base.features)
     features["observation.pointcloud"] = Feature("float32", (64, 6), "pointcloud")
     features["observation.mask.front"] = Feature("uint8", (48, 64), "mask")
-    return DatasetSpec(fps=spec.fps, features=features, robot_type=spec.robot_type)
+    return DatasetSpec(fps=base.fps, features=features, robot_type=base.robot_type)
+
+
+@pytest.fixture
+def spec() -> DatasetSpec:
+    return _spec()
 
 
 def _episode(spec: DatasetSpec, i: int, length: int | None = None) -> Episode:
@@ -273,3 +287,245 @@ def test_catalog_catches_up_with_a_trim_interrupted_before_its_catalog_row(tmp_p
     writer = Store.open(tmp_path / "s.zarr", mode="a")
     assert writer.catalog.rows([episode_id])[0]["length"] == 20
     assert not (tmp_path / "s.zarr" / ".pending" / episode_id).exists()
+
+
+# -- the direct array writer and the commit protocol's flush -------------------------------------
+
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("image_codec", ["jpeg", "jpegxl", "lossless"])
+def test_arrays_are_written_byte_for_byte_as_zarr_writes_them(tmp_path, spec, image_codec, monkeypatch):
+    from toolkit import store as store_module
+
+    features = dict(spec.features)
+    features["observation.cloud"] = Feature("float32", (1024, 6), "pointcloud")  # 42 frames per inner chunk
+    big = DatasetSpec(fps=spec.fps, features=features, robot_type=spec.robot_type)
+    store = Store.create(tmp_path / "s.zarr", big, StorageOptions(image_codec=image_codec))
+    zarr_write_group = store_module._write_group
+    monkeypatch.setattr(store_module, "_write_group", lambda *a: pytest.fail("an array went through zarr"))
+    for length in (1, 2, 43, 100):  # 43 and 100: the last inner chunk is padded with the fill value
+        episode = _episode(spec, length, length=length)
+        cloud = np.random.default_rng(length).standard_normal((length, 1024, 6))
+        episode.data["observation.cloud"] = cloud.astype(np.float32)
+        ours, theirs = tmp_path / f"ours-{length}", tmp_path / f"zarr-{length}"
+        store._write_arrays(ours, episode.data)
+        layouts = {n: store._layout(big.features[n], a) for n, a in episode.data.items()}
+        sync(zarr_write_group(theirs, episode.data, layouts))
+        expected = _files(theirs)
+        del expected["zarr.json"]  # the group document is _set_entry's
+        assert _files(ours) == expected
+        cloud = zarr.open_array(str(ours / "observation.cloud"), mode="r")  # and plain zarr reads it back
+        np.testing.assert_array_equal(cloud[:], episode.data["observation.cloud"])
+
+
+class _FlushWitness:
+    """Records, at every flush, the state (inode, size, mtime) of every file under the trees flushed, and
+    checks at every commit rename that the renamed tree is exactly as it was when last flushed."""
+
+    def __init__(self, monkeypatch, root):
+        from toolkit import fsops
+        from toolkit import store as store_module
+
+        self.flushed: dict[str, tuple] = {}
+        self.renames = 0
+        witness = self
+        flush, flush_file = store_module._Flusher.flush, store_module._Flusher.flush_file
+
+        def on_flush(flusher, trees):
+            flush(flusher, trees)
+            for tree in trees:
+                witness.flushed.update(witness.state(tree))
+
+        def on_flush_file(flusher, path):
+            flush_file(flusher, path)
+            witness.flushed.update(witness.state(path.parent))
+
+        rename = fsops.rename_noreplace
+
+        def on_rename(src, dst):
+            now = witness.state(src)
+            assert now and all(witness.flushed.get(p) == s for p, s in now.items()), \
+                f"{src} holds bytes not flushed before its commit rename"
+            rename(src, dst)
+            witness.renames += 1
+
+        monkeypatch.setattr(store_module._Flusher, "flush", on_flush)
+        monkeypatch.setattr(store_module._Flusher, "flush_file", on_flush_file)
+        monkeypatch.setattr(fsops, "rename_noreplace", on_rename)
+
+    @staticmethod
+    def state(tree):
+        out = {}
+        for p in [tree, *tree.rglob("*")]:
+            st = p.stat()
+            out[str(p.relative_to(tree.parent))] = (st.st_ino, st.st_size, st.st_mtime_ns) if p.is_file() else ()
+        return out
+
+
+def test_nothing_of_an_episode_is_written_after_the_flush_before_its_commit(tmp_path, spec, monkeypatch):
+    store = Store.create(tmp_path / "s.zarr", spec)
+    witness = _FlushWitness(monkeypatch, tmp_path / "s.zarr")
+    ids = store.append_many([_episode(spec, i) for i in range(3)])
+    assert ids == ["000000", "000001", "000002"] and witness.renames == 3
+    # Another writer takes the next id between our flush and our rename: the episode takes the next
+    # free id, its zarr.json rewritten and flushed again before the rename.
+    (tmp_path / "s.zarr" / "episodes" / "000003").mkdir()
+    (tmp_path / "s.zarr" / "episodes" / "000003" / "zarr.json").write_text("{}")
+    assert store.append(_episode(spec, 3)) == "000004"
+    assert witness.renames == 4
+    assert store.entry("000004")["id"] == "000004"
+    copy = Store.create(tmp_path / "c.zarr", spec)
+    _FlushWitness(monkeypatch, tmp_path / "c.zarr")
+    assert copy.copy_from(store, "000001") == "000000"
+    assert copy.entry("000000")["id"] == "000000"
+
+
+def test_without_syncfs_every_file_and_folder_is_fsynced_before_the_commit(tmp_path, spec, monkeypatch):
+    from toolkit import store as store_module
+
+    monkeypatch.setattr(store_module, "_syncfs_works", lambda root: False)
+    synced: list[str] = []
+    fsync_path = store_module._fsync_path
+    monkeypatch.setattr(store_module, "_fsync_path", lambda p: (synced.append(str(p)), fsync_path(p)))
+    rename = store_module.fsops.rename_noreplace
+
+    def on_rename(src, dst):
+        tree = [str(p) for p in [src, *src.rglob("*")]]
+        missing = set(tree) - set(synced)
+        assert not missing, f"not fsynced before the commit: {sorted(missing)[:3]}"
+        rename(src, dst)
+
+    monkeypatch.setattr(store_module.fsops, "rename_noreplace", on_rename)
+    store = Store.create(tmp_path / "s.zarr", spec)
+    assert store.append_many([_episode(spec, i) for i in range(2)]) == ["000000", "000001"]
+    assert len(synced) > 20
+
+
+def test_syncfs_flushes_a_batch_once_and_a_flush_error_leaves_the_store_unchanged(tmp_path, spec, monkeypatch):
+    import ctypes
+    import errno
+
+    from toolkit import store as store_module
+
+    if not store_module._syncfs_works(tmp_path):
+        pytest.skip("syncfs is not used on this filesystem")
+    calls = []
+    real = store_module._libc_syncfs
+    monkeypatch.setattr(store_module, "_libc_syncfs", lambda fd: (calls.append(fd), real(fd))[1])
+    store = Store.create(tmp_path / "s.zarr", spec)
+    store.append_many([_episode(spec, i) for i in range(4)])
+    assert len(calls) == 1  # one flush for the batch's 4 episodes and their ~30 files
+
+    def failing(fd):
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(store_module, "_libc_syncfs", failing)
+    with pytest.raises(OSError, match="syncfs"):
+        store.append_many([_episode(spec, 10 + i) for i in range(2)])
+    assert store.ids() == ["000000", "000001", "000002", "000003"]
+    assert not any((tmp_path / "s.zarr" / ".staging").iterdir())
+    assert Store.open(tmp_path / "s.zarr").ids() == store.ids()
+
+
+def test_an_interrupt_while_a_batch_is_written_leaves_the_store_unchanged(tmp_path, spec, monkeypatch):
+    from toolkit import store as store_module
+
+    store = Store.create(tmp_path / "s.zarr", spec)
+    store.append(_episode(spec, 0))
+    write, calls = store_module._write_chunk_file, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 9:  # some files of the batch are written, others still encoding
+            raise KeyboardInterrupt
+        write(*args)
+
+    monkeypatch.setattr(store_module, "_write_chunk_file", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        store.append_many([_episode(spec, i) for i in range(1, 5)])
+    assert store.ids() == ["000000"]
+    assert not any((tmp_path / "s.zarr" / ".staging").iterdir())
+    assert sorted(p.name for p in (tmp_path / "s.zarr" / "episodes").iterdir() if p.is_dir()) == ["000000"]
+    monkeypatch.setattr(store_module, "_write_chunk_file", write)
+    assert store.append(_episode(spec, 5)) == "000001"
+
+
+def test_metadata_edits_are_flushed_before_they_replace_the_old_document(tmp_path, spec, monkeypatch):
+    store = Store.create(tmp_path / "s.zarr", spec)
+    episode_id = store.append(_episode(spec, 0))
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), replace(a, b))[1])
+    store.update_meta(episode_id, tags=["keep"])
+    assert events[:2] == ["fsync", "replace"] and events[2:] == ["fsync"]  # the file, then its folder
+    assert Store.open(tmp_path / "s.zarr").meta(episode_id).tags == ["keep"]
+
+
+BATCH_WRITER = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[3])
+    from test_store import _episode, _spec
+    from toolkit.store import Store
+    spec = _spec()
+    store = Store.open(sys.argv[1], mode="a")
+    start = int(sys.argv[2])
+    print("ready", flush=True)
+    for first in range(start, start + 10_000, 3):
+        batch = []
+        for i in range(first, first + 3):
+            episode = _episode(spec, i)
+            episode.meta.extra = {"index": i}
+            batch.append(episode)
+        store.append_many(batch)
+        print(*range(first, first + 3), flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_during_append_many_keeps_exactly_the_committed_episodes(tmp_path):
+    spec = _spec()
+    root = tmp_path / "s.zarr"
+    Store.create(root, spec).close()
+    rng = random.Random(7)
+    tests_dir = str(Path(__file__).resolve().parent)
+    printed: list[int] = []
+    next_index = 0
+    for _ in range(12):
+        proc = subprocess.Popen([sys.executable, "-c", BATCH_WRITER, str(root), str(next_index), tests_dir],
+                                stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 0.8))
+        os.kill(proc.pid, signal.SIGKILL)
+        printed += [int(x) for x in proc.stdout.read().split()]
+        proc.wait()
+        store = Store.open(root, mode="a")
+        indices = []
+        for episode_id in store.ids():
+            back = store.read(episode_id)
+            index = back.meta.extra["index"]
+            assert store.entry(episode_id)["id"] == episode_id
+            original = _episode(spec, index)
+            for name in ("observation.state", "observation.depth.front", "observation.pointcloud",
+                         "observation.mask.front"):
+                np.testing.assert_array_equal(back.data[name], original.data[name])
+            indices.append(index)
+        assert indices == sorted(indices), "episodes were committed out of order"
+        assert set(printed) <= set(indices), "a committed episode was lost"
+        unprinted = sorted(set(indices) - set(printed))
+        assert len(unprinted) <= 3, f"more than the in-flight batch appeared: {unprinted}"
+        assert unprinted == list(range(max(printed, default=-1) + 1, max(printed, default=-1) + 1 + len(unprinted)))
+        assert not store.unreadable()
+        printed = indices
+        next_index = max(indices, default=-1) + 1
+        staging = root / ".staging"
+        assert not staging.exists() or not any(staging.iterdir()), "the dead writer's staging was not cleaned"
+        store.close()
+    assert len(printed) > 6, "the writer never got far enough for the test to mean anything"
+    assert validate_store(root, deep=True).startswith(f"{root}: {len(printed)} episodes")
