@@ -31,7 +31,8 @@ from common import table  # noqa: E402
 from curation.augment import augment_store  # noqa: E402
 from curation.pointcloud import PointCloudEdit, PointCloudParams  # noqa: E402
 from toolkit.convert import import_dataset  # noqa: E402
-from toolkit.store import Store, _Flusher  # noqa: E402
+from toolkit.fsops import Flusher  # noqa: E402
+from toolkit.store import Store  # noqa: E402
 
 FLOWER = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "demogen" / "flower" / "flower.zarr"
 BOXES = ((0.4076, -0.0024, 0.0, 0.5187, 0.2575, 0.2004), (0.3870, -0.2246, 0.0, 0.5238, -0.0879, 0.2357))
@@ -77,7 +78,7 @@ def main() -> None:
             shutil.rmtree(out, ignore_errors=True)
             return augment_store(store, out, edit).generated, 0  # frames: counted below, untimed
 
-        with _Flusher(Path(tmp), True) as flusher:
+        with Flusher(Path(tmp), True) as flusher:
             flush = "one syncfs per batch" if flusher.uses_syncfs else "fsync of every file and folder"
         gen = median_run([timed(generate) for _ in range(args.repeat)])
         stored = median_run([timed(generate_and_store) for _ in range(args.repeat)])

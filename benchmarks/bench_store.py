@@ -47,7 +47,8 @@ from toolkit.episode import Episode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import NOISE, noisy, table, tree_bytes  # noqa: E402
 from toolkit.sample import OPERATORS, TASKS, sample_episode, sample_spec
-from toolkit.store import ATTR, EPISODES, ID_WIDTH, StorageOptions, Store, _Flusher
+from toolkit.fsops import Flusher
+from toolkit.store import ATTR, EPISODES, ID_WIDTH, StorageOptions, Store
 
 CODECS = ("jpeg", "jpegxl", "lossless")
 QUALITY = 90
@@ -394,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.tmpdir:
         args.tmpdir.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench_store-", dir=args.tmpdir))
-    with _Flusher(work, True) as flusher:
-        flush_mode = ("one syncfs of the filesystem per append (toolkit/store.py _Flusher)" if flusher.uses_syncfs
+    with Flusher(work, True) as flusher:
+        flush_mode = ("one syncfs of the filesystem per append (toolkit/fsops.py Flusher)" if flusher.uses_syncfs
                       else "an fsync of every file and folder of the episode")
     try:
         append_rows, kept = bench_append(plan, spec, episodes, work)

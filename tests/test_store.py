@@ -297,14 +297,14 @@ def _files(folder):
 
 @pytest.mark.parametrize("image_codec", ["jpeg", "jpegxl", "lossless"])
 def test_arrays_are_written_byte_for_byte_as_zarr_writes_them(tmp_path, spec, image_codec, monkeypatch):
-    from toolkit import store as store_module
+    from toolkit import arrayfiles
 
     features = dict(spec.features)
     features["observation.cloud"] = Feature("float32", (1024, 6), "pointcloud")  # 42 frames per inner chunk
     big = DatasetSpec(fps=spec.fps, features=features, robot_type=spec.robot_type)
     store = Store.create(tmp_path / "s.zarr", big, StorageOptions(image_codec=image_codec))
-    zarr_write_group = store_module._write_group
-    monkeypatch.setattr(store_module, "_write_group", lambda *a: pytest.fail("an array went through zarr"))
+    zarr_write_group = arrayfiles.write_group
+    monkeypatch.setattr(arrayfiles, "write_group", lambda *a: pytest.fail("an array went through zarr"))
     for length in (1, 2, 43, 100):  # 43 and 100: the last inner chunk is padded with the fill value
         episode = _episode(spec, length, length=length)
         cloud = np.random.default_rng(length).standard_normal((length, 1024, 6))
@@ -326,12 +326,11 @@ class _FlushWitness:
 
     def __init__(self, monkeypatch, root):
         from toolkit import fsops
-        from toolkit import store as store_module
 
         self.flushed: dict[str, tuple] = {}
         self.renames = 0
         witness = self
-        flush, flush_file = store_module._Flusher.flush, store_module._Flusher.flush_file
+        flush, flush_file = fsops.Flusher.flush, fsops.Flusher.flush_file
 
         def on_flush(flusher, trees):
             flush(flusher, trees)
@@ -351,8 +350,8 @@ class _FlushWitness:
             rename(src, dst)
             witness.renames += 1
 
-        monkeypatch.setattr(store_module._Flusher, "flush", on_flush)
-        monkeypatch.setattr(store_module._Flusher, "flush_file", on_flush_file)
+        monkeypatch.setattr(fsops.Flusher, "flush", on_flush)
+        monkeypatch.setattr(fsops.Flusher, "flush_file", on_flush_file)
         monkeypatch.setattr(fsops, "rename_noreplace", on_rename)
 
     @staticmethod
@@ -383,13 +382,13 @@ def test_nothing_of_an_episode_is_written_after_the_flush_before_its_commit(tmp_
 
 
 def test_without_syncfs_every_file_and_folder_is_fsynced_before_the_commit(tmp_path, spec, monkeypatch):
-    from toolkit import store as store_module
+    from toolkit import fsops
 
-    monkeypatch.setattr(store_module, "_syncfs_works", lambda root: False)
+    monkeypatch.setattr(fsops, "_syncfs_works", lambda root: False)
     synced: list[str] = []
-    fsync_path = store_module._fsync_path
-    monkeypatch.setattr(store_module, "_fsync_path", lambda p: (synced.append(str(p)), fsync_path(p)))
-    rename = store_module.fsops.rename_noreplace
+    fsync_path = fsops.fsync_path
+    monkeypatch.setattr(fsops, "fsync_path", lambda p: (synced.append(str(p)), fsync_path(p)))
+    rename = fsops.rename_noreplace
 
     def on_rename(src, dst):
         tree = [str(p) for p in [src, *src.rglob("*")]]
@@ -397,7 +396,7 @@ def test_without_syncfs_every_file_and_folder_is_fsynced_before_the_commit(tmp_p
         assert not missing, f"not fsynced before the commit: {sorted(missing)[:3]}"
         rename(src, dst)
 
-    monkeypatch.setattr(store_module.fsops, "rename_noreplace", on_rename)
+    monkeypatch.setattr(fsops, "rename_noreplace", on_rename)
     store = Store.create(tmp_path / "s.zarr", spec)
     assert store.append_many([_episode(spec, i) for i in range(2)]) == ["000000", "000001"]
     assert len(synced) > 20
@@ -407,13 +406,13 @@ def test_syncfs_flushes_a_batch_once_and_a_flush_error_leaves_the_store_unchange
     import ctypes
     import errno
 
-    from toolkit import store as store_module
+    from toolkit import fsops
 
-    if not store_module._syncfs_works(tmp_path):
+    if not fsops._syncfs_works(tmp_path):
         pytest.skip("syncfs is not used on this filesystem")
     calls = []
-    real = store_module._libc_syncfs
-    monkeypatch.setattr(store_module, "_libc_syncfs", lambda fd: (calls.append(fd), real(fd))[1])
+    real = fsops._libc_syncfs
+    monkeypatch.setattr(fsops, "_libc_syncfs", lambda fd: (calls.append(fd), real(fd))[1])
     store = Store.create(tmp_path / "s.zarr", spec)
     store.append_many([_episode(spec, i) for i in range(4)])
     assert len(calls) == 1  # one flush for the batch's 4 episodes and their ~30 files
@@ -422,7 +421,7 @@ def test_syncfs_flushes_a_batch_once_and_a_flush_error_leaves_the_store_unchange
         ctypes.set_errno(errno.EIO)
         return -1
 
-    monkeypatch.setattr(store_module, "_libc_syncfs", failing)
+    monkeypatch.setattr(fsops, "_libc_syncfs", failing)
     with pytest.raises(OSError, match="syncfs"):
         store.append_many([_episode(spec, 10 + i) for i in range(2)])
     assert store.ids() == ["000000", "000001", "000002", "000003"]
@@ -431,11 +430,11 @@ def test_syncfs_flushes_a_batch_once_and_a_flush_error_leaves_the_store_unchange
 
 
 def test_an_interrupt_while_a_batch_is_written_leaves_the_store_unchanged(tmp_path, spec, monkeypatch):
-    from toolkit import store as store_module
+    from toolkit import arrayfiles
 
     store = Store.create(tmp_path / "s.zarr", spec)
     store.append(_episode(spec, 0))
-    write, calls = store_module._write_chunk_file, []
+    write, calls = arrayfiles.write_chunk_file, []
 
     def interrupted(*args):
         calls.append(1)
@@ -443,13 +442,13 @@ def test_an_interrupt_while_a_batch_is_written_leaves_the_store_unchanged(tmp_pa
             raise KeyboardInterrupt
         write(*args)
 
-    monkeypatch.setattr(store_module, "_write_chunk_file", interrupted)
+    monkeypatch.setattr(arrayfiles, "write_chunk_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
         store.append_many([_episode(spec, i) for i in range(1, 5)])
     assert store.ids() == ["000000"]
     assert not any((tmp_path / "s.zarr" / ".staging").iterdir())
     assert sorted(p.name for p in (tmp_path / "s.zarr" / "episodes").iterdir() if p.is_dir()) == ["000000"]
-    monkeypatch.setattr(store_module, "_write_chunk_file", write)
+    monkeypatch.setattr(arrayfiles, "write_chunk_file", write)
     assert store.append(_episode(spec, 5)) == "000001"
 
 

@@ -19,13 +19,13 @@ at least one), compressed with blosc-zstd level 1 and byte shuffle: their per-ch
 bytes, dominated appending them frame by frame, and a fast level loses little on noisy floats. RGB
 images are JPEG (or JPEG-XL) through ``toolkit.codecs``; everything else, and images with
 ``image_codec="lossless"``, uses zarr's standard codecs only. The array files are the ones zarr
-writes, byte for byte, but written by this module (``_plan_array``: zarr's per-call overhead cost more
+writes, byte for byte, but written by ``toolkit.arrayfiles`` (zarr's per-call overhead cost more
 than encoding a point cloud), with every chunk of an episode encoded at once on a few threads.
 
 Commit protocol: an episode is written completely under ``.staging/``, its ``zarr.json`` (id,
 ``committed``) last, flushed to disk, then renamed to ``episodes/<id>`` with a no-replace rename, which
 is the commit point; nothing of it is written between the flush and the rename. ``append_many``
-flushes a whole batch at once (``_Flusher``: one ``syncfs`` where Linux makes that a full flush, else an
+flushes a whole batch at once (``fsops.Flusher``: one ``syncfs`` where Linux makes that a full flush, else an
 fsync of every file and folder). Readers list ``episodes/`` and read only groups whose attributes say
 ``committed``, so a reader never sees a partial episode and a writer killed at any moment leaves every
 earlier episode intact. Deleting
@@ -37,32 +37,26 @@ same at any store size.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import os
-import platform
-import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from collections.abc import Iterable, Iterator
+from concurrent.futures import wait
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-import google_crc32c
-import imagecodecs
 import numpy as np
 import zarr
 import zarr.api.asynchronous as zarr_async
-from numcodecs import Blosc
 from zarr.codecs import BloscCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore, MemoryStore
 
-from toolkit import fsops
+from toolkit import arrayfiles, fsops
 from toolkit.catalog import Catalog
 from toolkit.codecs import JpegCodec, JpegXlCodec
 from toolkit.episode import Episode, EpisodeMeta, NonFinitePolicy, check_episode
@@ -360,8 +354,8 @@ class Store:
         if not self.writable:
             raise StoreError(f"{self.root}: opened read-only")
 
-    def _flusher(self) -> _Flusher:
-        return _Flusher(self.root, self.options.fsync)
+    def _flusher(self) -> fsops.Flusher:
+        return fsops.Flusher(self.root, self.options.fsync)
 
     def _staging_dir(self) -> Path:
         path = self.root / STAGING / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
@@ -386,12 +380,12 @@ class Store:
         caller's (``_set_entry``)."""
         self._start_writing(folder, arrays).finish()
 
-    def _start_writing(self, folder: Path, arrays: dict[str, np.ndarray]) -> _Writing:
+    def _start_writing(self, folder: Path, arrays: dict[str, np.ndarray]) -> arrayfiles.Writing:
         """Start writing ``arrays`` into ``folder``: this thread makes the folders and array documents,
         and each chunk file is encoded and written by a task on the store's threads (blosc, the image
         codecs and file writes release the GIL), so the files of several episodes are in flight at once.
-        Arrays whose layout ``_plan_array`` does not handle (text) are written through zarr by ``finish``."""
-        writing = _Writing(folder, [], {})
+        Arrays whose layout ``plan_array`` does not handle (text) are written through zarr by ``finish``."""
+        writing = arrayfiles.Writing(folder, [], {})
         try:
             self._plan_files(writing, arrays)
         except BaseException:
@@ -402,18 +396,18 @@ class Store:
             writing.layouts = {name: self._layout(self.spec.features[name], a) for name, a in writing.rest.items()}
         return writing
 
-    def _plan_files(self, writing: _Writing, arrays: dict[str, np.ndarray]) -> None:
+    def _plan_files(self, writing: arrayfiles.Writing, arrays: dict[str, np.ndarray]) -> None:
         folder = writing.folder
         folder.mkdir(parents=True, exist_ok=True)
         for name, array in arrays.items():
             document = self._array_document(name, array)
-            plan = _plan_array(json.loads(document), array) if document else None
+            plan = arrayfiles.plan_array(json.loads(document), array) if document else None
             if plan is None:
                 writing.rest[name] = array
                 continue
             made = {name}
             os.mkdir(folder / name)
-            _write_file(folder / name / "zarr.json", [document])
+            arrayfiles.write_file(folder / name / "zarr.json", [document])
             for key, chunks in plan.files:
                 steps = f"{name}/{key}".split("/")
                 for depth in range(2, len(steps)):  # the key's folders, top down (c, c/0, ...)
@@ -421,7 +415,7 @@ class Store:
                     if sub not in made:
                         os.mkdir(folder / sub)
                         made.add(sub)
-                writing.tasks.append(_submit(_write_chunk_file, folder / name / key, plan, chunks))
+                writing.tasks.append(fsops.submit(arrayfiles.write_chunk_file, folder / name / key, plan, chunks))
 
     def _array_document(self, name: str, array: np.ndarray) -> bytes | None:
         """The ``zarr.json`` zarr writes for this array (made by zarr itself, in memory, once per shape);
@@ -450,11 +444,11 @@ class Store:
             return {"serializer": JpegXlCodec(distance=_jpegxl_distance(self.options.image_quality)), "compressors": None}
         return {"serializer": JpegCodec(quality=self.options.image_quality), "compressors": None}
 
-    def _commit(self, staged: Path, entry: dict[str, Any], flusher: _Flusher) -> str:
+    def _commit(self, staged: Path, entry: dict[str, Any], flusher: fsops.Flusher) -> str:
         """Commit one fully written staging group under a fresh id; returns the id."""
         return self._commit_all([(staged, entry)], flusher)[0]
 
-    def _commit_all(self, staged: list[tuple[Path, dict[str, Any]]], flusher: _Flusher) -> list[str]:
+    def _commit_all(self, staged: list[tuple[Path, dict[str, Any]]], flusher: fsops.Flusher) -> list[str]:
         """Commit fully written staging groups, in order; returns their ids.
 
         Each group's attributes (its id, the committed mark) are written into its ``zarr.json`` first,
@@ -479,7 +473,7 @@ class Store:
             self._next_hint = int(last) + 1 if last and last.isdigit() else 0
         return self._next_hint
 
-    def _rename_in(self, staged: Path, entry: dict[str, Any], flusher: _Flusher) -> str:
+    def _rename_in(self, staged: Path, entry: dict[str, Any], flusher: fsops.Flusher) -> str:
         """Rename a flushed staging group to ``episodes/<its id>``, taking the next id while another
         writer holds it (its ``zarr.json`` rewritten and flushed again first)."""
         while True:
@@ -505,9 +499,9 @@ class Store:
         checked = [check_episode(e, self.spec, f"{self.root}: new episode ({e.meta.task!r})", nonfinite)
                    for e in episodes]
         staged: list[tuple[Path, dict[str, Any]]] = []
-        writings: list[_Writing] = []
+        writings: list[arrayfiles.Writing] = []
         try:
-            with self._flusher() as flusher:  # opened before anything is written (see _Flusher)
+            with self._flusher() as flusher:  # opened before anything is written (see fsops.Flusher)
                 for episode in checked:  # every episode's files in flight at once
                     path = self._staging_dir()
                     staged.append((path, {"id": None, "length": episode.length, "created": _now(),
@@ -646,20 +640,6 @@ class Store:
         shutil.rmtree(old, ignore_errors=True)
 
 
-async def _write_group(folder: Path, arrays: dict[str, np.ndarray], layouts: dict[str, dict[str, Any]]) -> None:
-    """A group at ``folder`` (created, or opened if it exists) with every array written concurrently."""
-    group = await zarr_async.open_group(store=LocalStore(folder), mode="a", zarr_format=3)
-
-    async def one(name: str) -> None:
-        array = arrays[name]
-        # write_empty_chunks: skip zarr's compare-every-chunk-with-the-fill-value pass (2 ms a point
-        # cloud); recorded frames are never all fill value worth leaving out.
-        arr = await group.create_array(name, shape=array.shape, config={"write_empty_chunks": True}, **layouts[name])
-        await arr.setitem(Ellipsis, array)
-
-    await asyncio.gather(*(one(name) for name in arrays))
-
-
 async def _read_arrays(folders: list[Path], names: list[str]) -> list[list[np.ndarray]]:
     """Every named array of every episode folder, read concurrently."""
     async def one(path: Path) -> np.ndarray:
@@ -670,271 +650,6 @@ async def _read_arrays(folders: list[Path], names: list[str]) -> list[list[np.nd
         return list(await asyncio.gather(*(one(folder / name) for name in names)))
 
     return list(await asyncio.gather(*(episode(f) for f in folders)))
-
-
-# -- array files, written without zarr's per-call overhead ---------------------------------------
-# zarr's write path costs several milliseconds of Python per array (event loop trips, the codec
-# pipeline, a task per chunk) -- more than encoding a 2 MiB point cloud. Every array whose layout uses
-# only the codecs below is written here instead, as the very files zarr writes: the zarr.json comes
-# from zarr itself (``Store._array_document``), chunks are encoded by the same libraries with the same
-# settings, shards follow the zarr v3 sharding spec (inner chunks, then an index of (offset, nbytes)
-# uint64 pairs and its CRC32C; see toolkit/shards.py). tests/test_store.py compares both writers'
-# files byte for byte. Anything else (text, a codec added later) goes through zarr unchanged.
-
-_SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
-_INDEX_CODECS = [{"name": "bytes", "configuration": {"endian": "little"}}, {"name": "crc32c"}]
-_CHUNK_KEYS = {"name": "default", "configuration": {"separator": "/"}}
-
-
-@dataclass
-class _Writing:
-    """An episode's arrays on their way into ``folder``: the chunk-file tasks, and the arrays left to zarr."""
-
-    folder: Path
-    tasks: list[Future]
-    rest: dict[str, np.ndarray]
-    layouts: dict[str, dict[str, Any]] | None = None
-
-    def finish(self) -> None:
-        """Wait for every chunk file (then raise the first error), then write the arrays left to zarr."""
-        wait(self.tasks)
-        for task in self.tasks:
-            task.result()
-        if self.rest:
-            sync(_write_group(self.folder, self.rest, self.layouts or {}))
-
-    def cancel(self) -> None:
-        """Drop the files not started yet (the episode will not be committed)."""
-        for task in self.tasks:
-            task.cancel()
-
-
-@dataclass
-class _ArrayPlan:
-    """How one array is written: its chunk files (key -> the chunks it holds: one, or a shard's inner
-    chunks in order) and the function that encodes one chunk."""
-
-    files: list[tuple[str, list[np.ndarray]]]
-    sharded: bool
-    encode: Callable[[np.ndarray], bytes]
-
-
-def _plan_array(doc: dict[str, Any], array: np.ndarray) -> _ArrayPlan | None:
-    """The files of ``array`` under the zarr.json ``doc``, or None when this writer does not handle the
-    layout (zarr writes it). Handled: numeric arrays chunked along time only (axis 0), plain or sharded
-    (index at the end), chunk codecs as in ``_chunk_encoder``, fill value 0."""
-    if (array.dtype.kind not in "biuf" or array.ndim == 0 or array.shape[0] == 0
-            or tuple(doc.get("shape", ())) != array.shape or doc.get("fill_value") != 0
-            or doc.get("chunk_key_encoding") != _CHUNK_KEYS or doc.get("storage_transformers")
-            or (doc.get("chunk_grid") or {}).get("name") != "regular"):
-        return None
-    outer = tuple(doc["chunk_grid"]["configuration"]["chunk_shape"])
-    codecs = doc.get("codecs") or []
-    sharded = bool(codecs) and codecs[0].get("name") == "sharding_indexed"
-    inner = outer
-    if sharded:
-        conf = codecs[0]["configuration"]
-        if len(codecs) != 1 or conf.get("index_location", "end") != "end" or conf.get("index_codecs") != _INDEX_CODECS:
-            return None
-        inner, codecs = tuple(conf["chunk_shape"]), conf["codecs"]
-    if outer[1:] != array.shape[1:] or inner[1:] != array.shape[1:] or outer[0] % inner[0]:
-        return None
-    encode = _chunk_encoder(codecs, array.dtype)
-    if encode is None:
-        return None
-    files = []
-    for start in range(0, array.shape[0], outer[0]):
-        chunks = []
-        for first in range(start, start + outer[0], inner[0]):
-            chunk = array[first:first + inner[0]]
-            if len(chunk) < inner[0]:  # chunks are stored whole: the part past the end holds the fill value
-                chunk = np.concatenate([chunk, np.zeros((inner[0] - len(chunk), *array.shape[1:]), array.dtype)])
-            chunks.append(chunk)
-        files.append(("/".join(["c", str(start // outer[0])] + ["0"] * (array.ndim - 1)), chunks))
-    return _ArrayPlan(files, sharded, encode)
-
-
-def _chunk_encoder(codecs: list[dict[str, Any]], dtype: np.dtype) -> Callable[[np.ndarray], bytes] | None:
-    """A function encoding one chunk through ``codecs`` (zarr v3 chunk codecs: ``bytes`` little-endian or
-    one of toolkit/codecs.py's image codecs, called exactly as there, then any number of ``blosc``);
-    None for any other codec list."""
-    if not codecs:
-        return None
-    first, rest = codecs[0], codecs[1:]
-    conf = first.get("configuration") or {}
-    if first["name"] == "bytes" and conf.get("endian", "little") == "little":
-        little = dtype.newbyteorder("<")
-
-        def serialize(chunk: np.ndarray) -> Any:
-            return np.ascontiguousarray(chunk, dtype=little).reshape(-1).view(np.uint8)
-    elif first["name"] == "demoforge.jpeg" and set(conf) == {"quality"}:
-        def serialize(chunk: np.ndarray) -> Any:
-            return imagecodecs.jpeg8_encode(np.ascontiguousarray(chunk[0]), level=conf["quality"])
-    elif first["name"] == "demoforge.jpegxl" and set(conf) == {"distance", "effort"}:
-        lossless = conf["distance"] == 0
-
-        def serialize(chunk: np.ndarray) -> Any:
-            return imagecodecs.jpegxl_encode(np.ascontiguousarray(chunk[0]), lossless=lossless,
-                                             distance=None if lossless else conf["distance"], effort=conf["effort"])
-    else:
-        return None
-    compressors = []
-    for codec in rest:
-        c = codec.get("configuration") or {}
-        if codec["name"] != "blosc" or set(c) != {"typesize", "cname", "clevel", "shuffle", "blocksize"}:
-            return None
-        compressors.append(Blosc(cname=c["cname"], clevel=c["clevel"], shuffle=_SHUFFLE[c["shuffle"]],
-                                 blocksize=c["blocksize"], typesize=c["typesize"]))
-
-    def encode(chunk: np.ndarray) -> bytes:
-        data = serialize(chunk)
-        for compressor in compressors:
-            data = compressor.encode(data)
-        return data if isinstance(data, bytes) else bytes(data)
-
-    return encode
-
-
-def _write_chunk_file(path: Path, plan: _ArrayPlan, chunks: list[np.ndarray]) -> None:
-    encoded = [plan.encode(chunk) for chunk in chunks]
-    _write_file(path, _shard(encoded) if plan.sharded else encoded)
-
-
-def _shard(chunks: list[bytes]) -> list[bytes]:
-    """A shard's parts: its encoded inner chunks, their (offset, nbytes) index, the index's CRC32C."""
-    index = np.empty((len(chunks), 2), dtype="<u8")
-    offset = 0
-    for i, chunk in enumerate(chunks):
-        index[i] = offset, len(chunk)
-        offset += len(chunk)
-    raw = index.tobytes()
-    return [*chunks, raw, google_crc32c.value(raw).to_bytes(4, "little")]
-
-
-def _write_file(path: Path, parts: list[bytes]) -> None:
-    """A new file holding ``parts`` one after the other (refuses to overwrite: staging is fresh)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        for part in parts:
-            view = memoryview(part)
-            while view:
-                view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-
-
-_pool: ThreadPoolExecutor | None = None
-_pool_pid = 0
-
-
-def _threads() -> ThreadPoolExecutor:
-    """The store's shared threads, for work that releases the GIL: encoding chunks, fsync."""
-    global _pool, _pool_pid
-    if _pool is None or _pool_pid != os.getpid():  # a forked child inherits the pool but not its threads
-        _pool, _pool_pid = ThreadPoolExecutor(max(4, os.cpu_count() or 1), "demoforge-store"), os.getpid()
-    return _pool
-
-
-def _submit(func: Callable[..., Any], *args: Any) -> Future:
-    return _threads().submit(func, *args)
-
-
-def _map(func: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-    return [func(item) for item in items] if len(items) < 2 else list(_threads().map(func, items))
-
-
-# -- flushing to disk ----------------------------------------------------------------------------
-# Filesystems whose syncfs(2) is known to write back every dirty page and inode and commit the journal
-# before returning: ext2/3/4, xfs, btrfs, f2fs, tmpfs (nothing to flush). Not network or FUSE filesystems
-# (FUSE's syncfs does nothing unless the server implements it) nor overlayfs: those fsync every file.
-_SYNCFS_FILESYSTEMS = frozenset({0xEF53, 0x58465342, 0x9123683E, 0xF2F52010, 0x01021994})
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc_syncfs = getattr(_libc, "syncfs", None)
-_libc_statfs = getattr(_libc, "statfs", None)
-_syncfs_by_device: dict[int, bool] = {}
-
-
-def _kernel_at_least(version: tuple[int, ...]) -> bool:
-    found = re.match(r"(\d+)\.(\d+)", platform.release()) if platform.system() == "Linux" else None
-    return bool(found) and tuple(int(x) for x in found.groups()) >= version
-
-
-def _syncfs_works(root: Path) -> bool:
-    """True when one ``syncfs`` makes everything written under ``root`` durable, and reports write errors
-    (Linux >= 5.8, which reports writeback errors to syncfs, on a filesystem of ``_SYNCFS_FILESYSTEMS``)."""
-    if _libc_syncfs is None or _libc_statfs is None or not _kernel_at_least((5, 8)):
-        return False
-    device = os.stat(root).st_dev
-    if device not in _syncfs_by_device:
-        buf = ctypes.create_string_buffer(512)  # struct statfs; f_type (a C long) comes first
-        known = _libc_statfs(os.fsencode(root), buf) == 0
-        _syncfs_by_device[device] = known and (ctypes.c_long.from_buffer(buf).value & 0xFFFFFFFF) in _SYNCFS_FILESYSTEMS
-    return _syncfs_by_device[device]
-
-
-def _fsync_path(path: Path | str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-class _Flusher:
-    """Makes written files durable before a commit rename, as cheaply as the filesystem allows.
-
-    Where ``_syncfs_works``, one ``syncfs`` of the store's filesystem flushes a whole batch of episodes
-    (one journal commit, instead of one per file and directory); elsewhere every file and directory is
-    fsynced, the calls issued concurrently. syncfs also flushes what other programs wrote to that
-    filesystem, so it waits longer while another program writes a lot; it is never less durable.
-    Open it *before* writing: syncfs reports the writeback errors that happen after its descriptor was
-    opened. Does nothing when ``enabled`` is False (``StorageOptions.fsync``).
-    """
-
-    def __init__(self, root: Path, enabled: bool) -> None:
-        self.enabled = enabled
-        self._fd: int | None = None
-        if enabled and _syncfs_works(root):
-            self._fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def __enter__(self) -> _Flusher:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    @property
-    def uses_syncfs(self) -> bool:
-        return self._fd is not None
-
-    def flush(self, trees: list[Path]) -> None:
-        """Every file and directory under each of ``trees`` (and the trees themselves)."""
-        if not self.enabled:
-            return
-        if self._fd is not None:
-            if _libc_syncfs(self._fd) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"syncfs: {os.strerror(err)}", str(trees[0] if trees else ""))
-            return
-        paths: list[str] = []
-        for tree in trees:
-            for dirpath, _dirnames, filenames in os.walk(tree):
-                paths.append(dirpath)
-                paths.extend(os.path.join(dirpath, name) for name in filenames)
-        _map(_fsync_path, paths)
-
-    def flush_file(self, path: Path) -> None:
-        """One rewritten file and the directory holding it."""
-        if self.enabled:
-            _fsync_path(path)
-            fsops.fsync_dir(path.parent)
-
-    def flush_dir(self, path: Path) -> None:
-        """One directory's entries (the renames into it)."""
-        if self.enabled:
-            fsops.fsync_dir(path)
 
 
 def _set_entry(group_dir: Path, entry: dict[str, Any], durable: bool = False) -> None:
