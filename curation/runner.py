@@ -1,26 +1,26 @@
 """The runner: map passes over episodes, then reduce.
 
-``map_episode`` and ``reduce_results`` are the two halves every engine uses (a serial loop, a local
-process pool for stores, Dask later); ``run_episodes`` is the serial form for episodes already in memory,
-``curate_store`` the whole job on a store: fit (passes with a base set), map in a process pool, reduce,
-save the scores into the store and write the JSON report (``schemas/curation_report.schema.json``).
+``map_episode`` and ``reduce_results`` are the two halves every engine uses; ``run_episodes`` is the
+serial form for episodes already in memory, ``curate_store`` the whole job on a store: fit (passes with a
+base set) here, map on an engine (``curation.engine``: this process, a local process pool or Dask; the
+workers read the episodes, only small results come back), reduce here, save the scores into the store
+and write the JSON report (``schemas/curation_report.schema.json``).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
-import multiprocessing
 import os
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from curation.base import DatasetResult, EpisodeResult, Pass, load_for, params_dict, params_hash
+from curation.engine import Engine, LocalEngine, batches
 from toolkit.episode import Episode
 from toolkit.errors import DemoforgeError, StoreError, one_line
 from toolkit.progress import track
@@ -52,15 +52,12 @@ def run_episodes(passes: Sequence[Pass], episodes: Iterable[Episode], spec: Data
     return reduce_results(passes, (map_episode(passes, e, spec) for e in episodes), spec)
 
 
-# -- stores: a local process pool, scores saved into the store, a report ----------------------------
-
-_WORKER: dict[str, Any] = {}
-
+# -- stores: an engine maps (this process, a process pool, Dask), scores saved into the store, a report --
 
 @dataclass
 class CurationRun:
     """What ``curate_store`` did: each pass's dataset result, the report (as written), episodes that
-    could not be read."""
+    were not processed (unreadable, or their batch's worker died too often) with the reason."""
 
     results: dict[str, DatasetResult]
     report: dict[str, Any]
@@ -73,71 +70,71 @@ def default_workers(episodes: int) -> int:
     return 1 if episodes < 200 else max(1, min(os.cpu_count() or 1, 8))
 
 
-def _init_worker(root: str, passes: Sequence[Pass], features: list[str]) -> None:
-    _WORKER.update(store=Store.open(root, mode="r"), passes=passes, features=features)
+Mapped = tuple[str, "dict[str, EpisodeResult] | str"]  # (episode id, every pass's result or why it failed)
 
 
-def _map_ids(ids: list[str]) -> list[tuple[str, dict[str, EpisodeResult] | str]]:
-    """Map every pass over each episode; an unreadable episode gives its error text instead."""
-    store: Store = _WORKER["store"]
-    batch = store.read_batch(_WORKER["features"])
-    out: list[tuple[str, dict[str, EpisodeResult] | str]] = []
-    for start in range(0, len(ids), batch):
-        out += _map_batch(store, ids[start:start + batch])
-    return out
+@dataclass(frozen=True)
+class CurationJob:
+    """The per-episode map as an engine job: workers open the store by path and read their episodes
+    themselves; only the small ``EpisodeResult`` objects come back."""
 
+    root: str
+    passes: tuple[Pass, ...]
+    features: tuple[str, ...]
 
-def _map_batch(store: Store, ids: list[str]) -> list[tuple[str, dict[str, EpisodeResult] | str]]:
-    # A damaged chunk fails in the codec with any exception type (blosc raises RuntimeError), so reading
-    # catches them all: the episode is reported as not processed instead of stopping the whole run.
-    try:
-        episodes = store.read_many(ids, _WORKER["features"])
-    except Exception:
-        episodes = None  # one of them is unreadable: read them one by one to name it
-    out: list[tuple[str, dict[str, EpisodeResult] | str]] = []
-    for p, episode_id in enumerate(ids):
+    def open(self) -> Store:
+        return Store.open(self.root, mode="r")
+
+    def run(self, store: Store, ids: list[str]) -> list[Mapped]:
+        """Map every pass over each episode; an unreadable episode gives its error text instead."""
+        batch = store.read_batch(self.features)
+        out: list[Mapped] = []
+        for start in range(0, len(ids), batch):
+            out += self._map_batch(store, ids[start:start + batch])
+        return out
+
+    def _map_batch(self, store: Store, ids: list[str]) -> list[Mapped]:
+        # A damaged chunk fails in the codec with any exception type (blosc raises RuntimeError), so
+        # reading catches them all: the episode is reported as not processed instead of stopping the run.
         try:
-            episode = episodes[p] if episodes is not None else store.read(episode_id, _WORKER["features"])
-        except Exception as e:
-            out.append((episode_id, one_line(e)))
-            continue
-        out.append((episode_id, map_episode(_WORKER["passes"], episode, store.spec)))
-    return out
-
-
-def _chunks(ids: list[str], workers: int) -> list[list[str]]:
-    size = max(1, min(32, len(ids) // (workers * 8) or 1))
-    return [ids[i:i + size] for i in range(0, len(ids), size)]
-
-
-def map_store(store: Store, passes: Sequence[Pass], ids: list[str], workers: int,
-              description: str = "curating") -> tuple[list[dict[str, EpisodeResult]], dict[str, str]]:
-    """Per-episode results for ``ids`` (in a pool of ``workers`` processes when > 1) and read failures."""
-    features = load_for(passes, store.spec)
-    chunks = _chunks(ids, workers)
-    done: list[tuple[str, dict[str, EpisodeResult] | str]] = []
-    if workers <= 1:
-        _init_worker(str(store.root), passes, features)
-        try:
-            for chunk in track(chunks, len(chunks), description):
-                done += _map_ids(chunk)
-        finally:
-            _WORKER.clear()
-    else:
-        context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                                 initargs=(str(store.root), list(passes), features)) as pool:
-            futures = [pool.submit(_map_ids, chunk) for chunk in chunks]
+            episodes = store.read_many(ids, self.features)
+        except Exception:
+            episodes = None  # one of them is unreadable: read them one by one to name it
+        out: list[Mapped] = []
+        for p, episode_id in enumerate(ids):
             try:
-                for future in track(as_completed(futures), len(futures), description):
-                    done += future.result()
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-    results = [r for _, r in sorted(done, key=lambda item: item[0]) if not isinstance(r, str)]
-    failed = {episode_id: r for episode_id, r in done if isinstance(r, str)}
-    return results, failed
+                episode = episodes[p] if episodes is not None else store.read(episode_id, self.features)
+            except Exception as e:
+                out.append((episode_id, one_line(e)))
+                continue
+            out.append((episode_id, map_episode(self.passes, episode, store.spec)))
+        return out
+
+
+def map_store(store: Store, passes: Sequence[Pass], ids: list[str], workers: int = 1,
+              description: str = "curating", engine: Engine | None = None,
+              ) -> tuple[list[dict[str, EpisodeResult]], dict[str, str]]:
+    """Per-episode results for ``ids`` (sorted by id) and the episodes not processed, with the reason.
+
+    ``engine`` runs the map (default: ``LocalEngine(workers)``, in this process or a process pool).
+    Results stream back batch by batch; episode arrays stay on the workers.
+    """
+    engine = engine or LocalEngine(workers)
+    job = CurationJob(str(store.root), tuple(passes), tuple(load_for(passes, store.spec)))
+    chunks = batches(ids, engine.workers)
+    done: list[tuple[str, dict[str, EpisodeResult]]] = []
+    failed: dict[str, str] = {}
+    for outcome in track(engine.map(job, chunks), len(chunks), description):
+        if outcome.results is None:
+            failed.update({episode_id: outcome.error or "not processed" for episode_id in outcome.ids})
+            continue
+        for episode_id, result in outcome.results:
+            if isinstance(result, str):
+                failed[episode_id] = result
+            else:
+                done.append((episode_id, result))
+    done.sort(key=lambda item: item[0])
+    return [r for _, r in done], dict(sorted(failed.items()))
 
 
 def fit_passes(store: Store, passes: Sequence[Pass], base: str | None) -> list[Pass]:
@@ -161,12 +158,18 @@ def fit_passes(store: Store, passes: Sequence[Pass], base: str | None) -> list[P
 
 
 def curate_store(store: Store, passes: Sequence[Pass], where: str | None = None, base: str | None = None,
-                 workers: int = 0, report_path: Path | None = None) -> CurationRun:
+                 workers: int = 0, report_path: Path | None = None, engine: Engine | None = None) -> CurationRun:
     """Run ``passes`` over the episodes ``where`` selects; save scores into the store; write the report.
 
-    Nothing is saved unless every pass finished (Ctrl-C or a crash leaves the previous scores). Scores
-    go to ``STORE/curation/<pass>.parquet`` (merged with earlier runs on other episodes), the report to
-    ``STORE/curation/report.json`` and, if given, ``report_path``.
+    ``engine`` runs the per-episode map (default: this process, or a process pool of ``workers``, 0:
+    sized by the job; see ``curation.engine`` for Dask). Fits and the reduce run here.
+
+    Nothing is saved unless every batch has an outcome and every pass finished (Ctrl-C, a crash or a
+    lost cluster leaves the previous scores). Episodes that could not be processed (unreadable, or
+    their worker died more than the engine's retries) are listed in ``failed`` and the report, keep
+    their previous scores, and are left out of the reduce. Scores go to ``STORE/curation/<pass>.parquet``
+    (merged with earlier runs on other episodes), the report to ``STORE/curation/report.json`` and, if
+    given, ``report_path``.
     """
     started = time.perf_counter()
     if not store.writable:
@@ -174,9 +177,14 @@ def curate_store(store: Store, passes: Sequence[Pass], where: str | None = None,
     ids = store.ids(where)
     if not ids:
         raise DemoforgeError(f"--where {where!r}: selects no episodes in {store.root}")
-    workers = workers or default_workers(len(ids))
+    engine = engine or LocalEngine(workers or default_workers(len(ids)))
+    workers = engine.workers
     passes = fit_passes(store, passes, base)
-    results, failed = map_store(store, passes, ids, workers)
+    results, failed = map_store(store, passes, ids, engine=engine)
+    if not results:
+        first = next(iter(failed.items()))
+        raise DemoforgeError(f"{store.root}: none of the {len(ids)} episodes could be processed "
+                             f"(e.g. {first[0]}: {first[1]}); nothing was saved")
     timings: dict[str, float] = {}
     datasets: dict[str, DatasetResult] = {}
     for p in passes:

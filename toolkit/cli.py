@@ -248,14 +248,20 @@ def curate(
     where: WhereOpt = None,
     base: Annotated[Optional[str], typer.Option(
         help='compatibility: filter selecting the base set, e.g. \'operator == "alice"\' or \'"expert" in tags\'')] = None,
-    workers: Annotated[int, typer.Option(min=0, help="processes for the per-episode map (0: one per core for 200+ episodes)")] = 0,
+    workers: Annotated[int, typer.Option(min=0, help="workers for the per-episode map (0: one per core for 200+ episodes)")] = 0,
     images: Annotated[bool, typer.Option(help="also use camera frames (visual diversity, background-pixel shortcut probe)")] = False,
     report: Annotated[Optional[Path], typer.Option(help="also write the JSON report here (always in STORE/curation/report.json)")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        help="where the map runs: 'local' (a Dask LocalCluster of --workers; the default when --workers > 1 "
+             "and Dask is installed), 'tcp://HOST:PORT' (a running Dask cluster) or "
+             "'pool' (local processes, no Dask)")] = None,
+    retries: Annotated[int, typer.Option(min=0, help="Dask: resubmit a batch whose worker died this many times, "
+                                                     "then report its episodes as not processed")] = 3,
 ) -> None:
     """Score episodes for quality, diversity, compatibility and shortcut factors; save the scores in the store."""
     from curation.commands import curate_command
 
-    curate_command(store, passes, where, base, workers, images, report, out)
+    curate_command(store, passes, where, base, workers, images, report, out, scheduler=scheduler, retries=retries)
 
 
 @app.command("select")
