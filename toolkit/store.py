@@ -145,7 +145,10 @@ class Store:
     def create(cls, path: str | Path, spec: DatasetSpec, options: StorageOptions | None = None,
                exist_ok: bool = False) -> Store:
         """Make a new empty store at ``path`` (refuses an existing store unless ``exist_ok``)."""
-        root = Path(path)
+        from toolkit import remote  # a URL: file:// is this local store, other schemes toolkit/remote.py
+        if remote.is_url(path) and remote.local_path(path) is None:
+            return remote.RemoteStore.create(path, spec, options, exist_ok)  # type: ignore[return-value]
+        root = remote.local_path(path) or Path(path)
         spec = spec.validated(f"{root}: spec")
         options = options or StorageOptions()
         if (root / "zarr.json").exists():
@@ -169,7 +172,10 @@ class Store:
     @classmethod
     def open(cls, path: str | Path, mode: Literal["r", "a"] = "r") -> Store:
         """Open an existing store for reading (``r``) or appending and editing (``a``)."""
-        root = Path(path)
+        from toolkit import remote  # a URL: file:// is this local store, other schemes toolkit/remote.py
+        if remote.is_url(path) and remote.local_path(path) is None:
+            return remote.RemoteStore.open(path, mode)  # type: ignore[return-value]
+        root = remote.local_path(path) or Path(path)
         if not root.exists():
             raise StoreError(f"{root}: no such store")
         meta = _read_json(root / "zarr.json")
