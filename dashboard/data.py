@@ -255,16 +255,22 @@ def filter_mask(columns: Mapping[str, np.ndarray], n: int, filter_model: Mapping
 _SEARCH_TEXT: dict[int, tuple[Mapping, np.ndarray]] = {}
 
 
+def _version(columns: Mapping[str, np.ndarray]) -> int:
+    """A key unique to this catalog version (``toolkit.query.Columns.version``; ``id()`` can be reused
+    once a version is dropped, which served stale orders)."""
+    return getattr(columns, "version", None) or id(columns)
+
+
 def _search_text(columns: Mapping[str, np.ndarray], n: int) -> np.ndarray:
     """Each row's text columns joined and lower-cased, kept while the catalog's columns are unchanged
     (building it is the slow part of a search: a Python pass over every cell)."""
-    cached = _SEARCH_TEXT.get(id(columns))
+    cached = _SEARCH_TEXT.get(_version(columns))
     if cached is not None and cached[0] is columns:
         return cached[1]
     texts = [_text(c) for name, c in columns.items() if not is_numeric(c) and name not in HIDDEN_COLUMNS]
     joined = np.array([" ".join(parts) for parts in zip(*texts)], dtype=object) if texts else np.full(n, "")
     _SEARCH_TEXT.clear()  # one catalog version at a time is enough
-    _SEARCH_TEXT[id(columns)] = (columns, joined)
+    _SEARCH_TEXT[_version(columns)] = (columns, joined)
     return joined
 
 
@@ -309,7 +315,7 @@ def matching_rows(ds: Dataset, where: str = "", search: str = "", filter_model: 
     Raises ``query.QueryError`` for a bad ``where`` expression (the page shows it as one line).
     """
     columns = ds.columns()
-    key = json.dumps([id(columns), where, search, filter_model, sort_model, ids], sort_keys=True, default=str)
+    key = json.dumps([_version(columns), where, search, filter_model, sort_model, ids], sort_keys=True, default=str)
     with ds.lock:
         if key in ds._orders:
             ds._orders.move_to_end(key)

@@ -22,6 +22,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
     ("bench_pointcloud.py", True, "demos/s"),
     ("bench_greenscreen.py", True, "frames/s"),
     ("bench_dashboard.py", True, "Time to first rows"),
+    ("bench_catalog.py", True, "Dashboard grid: filter + first block"),
     ("bench_scaling.py", True, "map efficiency"),
 ])
 def test_benchmark_quick_run_prints_its_table(script, writes_files, expected, tmp_path):
