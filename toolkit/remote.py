@@ -40,7 +40,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
@@ -57,7 +57,7 @@ from toolkit.catalog import Catalog
 from toolkit.episode import Episode, EpisodeMeta, NonFinitePolicy, check_episode
 from toolkit.errors import StoreError
 from toolkit.spec import DatasetSpec
-from toolkit.store import (ATTR, EPISODES, FORMAT_VERSION, ID_WIDTH, StorageOptions, Store, _FRAMED_KINDS, _now)
+from toolkit.store import (ATTR, EPISODES, FORMAT_VERSION, ID_WIDTH, StorageOptions, Store, _now)
 
 CLAIMS = "claims"
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+):/")
@@ -309,23 +309,10 @@ class RemoteStore:
         return [Episode(data=dict(zip(names, data)), meta=EpisodeMeta(**entry["meta"]), id=episode_id)
                 for episode_id, entry, data in zip(ids, entries, arrays)]
 
-    def read_batch(self, features: Iterable[str] | None = None) -> int:
-        """How many episodes to read at once: one when any framed feature is read, else 16."""
-        names = list(self.spec.features) if features is None else list(features)
-        return 1 if any(self.spec.features[n].kind in _FRAMED_KINDS for n in names) else 16
-
-    def episodes(self, ids: Iterable[str] | None = None, features: Iterable[str] | None = None) -> Iterator[Episode]:
-        """Episodes one at a time, read in batches of ``read_batch(features)``."""
-        names = None if features is None else list(features)
-        ids = list(self.ids() if ids is None else ids)
-        batch = self.read_batch(names)
-        for start in range(0, len(ids), batch):
-            yield from self.read_many(ids[start:start + batch], names)
-
-    # -- writing -------------------------------------------------------------------------------
-    def _require_writable(self) -> None:
-        if not self.writable:
-            raise StoreError(f"{self.root}: opened read-only")
+    # The same as the local store's: they use only the spec, ``ids``, ``read_many`` and ``writable``.
+    read_batch = Store.read_batch
+    episodes = Store.episodes
+    _require_writable = Store._require_writable
 
     def _claim(self) -> str:
         """Take the next free episode id by an exclusive create of ``claims/<id>``; retries the next id
