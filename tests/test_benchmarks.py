@@ -24,6 +24,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
     ("bench_dashboard.py", True, "Time to first rows"),
     ("bench_catalog.py", True, "Dashboard grid: filter + first block"),
     ("bench_scaling.py", True, "map efficiency"),
+    ("bench_growth.py", True, "Curate cost vs dataset size"),
 ])
 def test_benchmark_quick_run_prints_its_table(script, writes_files, expected, tmp_path):
     args = ["--quick", "--tmpdir", str(tmp_path)] if writes_files else ["--quick"]
