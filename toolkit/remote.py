@@ -247,12 +247,8 @@ class RemoteStore:
                 problems[name] = f"{self._episode_path(name)}: no group metadata (uncommitted; see cleanup())"
         return dict(sorted(problems.items()))
 
-    def ids(self, where: str | None = None) -> list[str]:
-        """Committed episode ids in order, optionally filtered (see ``toolkit.query``)."""
-        return self.catalog.select(where)
-
-    def __len__(self) -> int:
-        return len(self.catalog)
+    ids = Store.ids  # both ask the catalog
+    __len__ = Store.__len__
 
     def __contains__(self, episode_id: str) -> bool:
         return self._fetch_entry(episode_id) is not None

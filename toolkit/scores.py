@@ -219,27 +219,26 @@ class ScoreColumns:
         self._loaded: tuple[tuple, dict[str, PassScores]] | None = None
         self._arrays: tuple[tuple, dict[str, _ScoreArrays]] | None = None
 
-    def tables(self) -> dict[str, PassScores]:
-        """Each pass's stored scores in full (rows, flags with frames, run info)."""
+    def _per_pass(self, slot: str, read: Any) -> dict[str, Any]:
+        """``read(root, name)`` for every pass with stored scores, cached in ``slot`` until a file changes."""
         if self.root is None:
             return {}
         stamp = _stamp(self.root)
-        if self._loaded is None or self._loaded[0] != stamp:
-            tables = {n: t for n in pass_names(self.root) if (t := read_pass_scores(self.root, n))}
-            self._loaded = (stamp, tables)
-        return self._loaded[1]
+        cached = getattr(self, slot)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, {n: v for n in pass_names(self.root) if (v := read(self.root, n))})
+            setattr(self, slot, cached)
+        return cached[1]
+
+    def tables(self) -> dict[str, PassScores]:
+        """Each pass's stored scores in full (rows, flags with frames, run info)."""
+        return self._per_pass("_loaded", read_pass_scores)
 
     def stamp(self) -> tuple:
         return _stamp(self.root) if self.root is not None else ()
 
     def _score_arrays(self) -> dict[str, _ScoreArrays]:
-        if self.root is None:
-            return {}
-        stamp = _stamp(self.root)
-        if self._arrays is None or self._arrays[0] != stamp:
-            arrays = {n: a for n in pass_names(self.root) if (a := _read_arrays(self.root, n))}
-            self._arrays = (stamp, arrays)
-        return self._arrays[1]
+        return self._per_pass("_arrays", _read_arrays)
 
     def columns(self, ids: np.ndarray, revisions: np.ndarray) -> dict[str, np.ndarray]:
         """``<pass>.<key>``, ``<pass>.flags`` and ``<pass>.stale`` for the episodes ``ids``."""
