@@ -37,7 +37,6 @@ wall-clock on whatever else the machine is doing; the catalog's pages are in the
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import shutil
@@ -57,7 +56,7 @@ except ImportError:  # run from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import table  # noqa: E402
+from common import parser, table  # noqa: E402
 
 from dashboard.data import Dataset, grid_page  # noqa: E402
 from toolkit import query  # noqa: E402
@@ -423,11 +422,8 @@ def report(plan: Plan, bench: Bench, quick: bool, started: float, seed: int) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--quick", action="store_true", help="catalogs of 1k and 10k rows only, fewer repeats (<20 s)")
-    ap.add_argument("--tmpdir", type=Path, default=None, help="where to write the catalog (default: system temp)")
+    ap = parser(__doc__, quick="catalogs of 1k and 10k rows only, fewer repeats (<20 s)",
+                tmpdir="where to write the catalog (default: system temp)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the synthetic rows and scores (default 0)")
     args = ap.parse_args(argv)
     plan = QUICK if args.quick else FULL

@@ -57,7 +57,6 @@ import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco's first import picks a GL backend
 
-import argparse
 import cProfile
 import gzip
 import io
@@ -84,7 +83,7 @@ except ImportError:  # run from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import table  # noqa: E402
+from common import parser, table  # noqa: E402
 
 from toolkit.episode import Episode, EpisodeMeta  # noqa: E402
 from toolkit.sample import sample_episode, sample_spec  # noqa: E402
@@ -811,12 +810,8 @@ def profile_server(path: Path, top: int = 14) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--quick", action="store_true",
-                    help="small run (~20 s): the 1k store only, 3 filters, 4 scrub steps, one load per size")
-    ap.add_argument("--tmpdir", type=Path, default=None, help="scratch directory (default: system temp)")
+    ap = parser(__doc__, quick="small run (~20 s): the 1k store only, 3 filters, 4 scrub steps, one load per size",
+                tmpdir="scratch directory (default: system temp)")
     ap.add_argument("--stores", type=Path, default=None,
                     help="keep the grid stores here and reuse them in later runs (default: built on /dev/shm "
                          "or the temp dir, removed at the end)")

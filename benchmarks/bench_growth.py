@@ -33,7 +33,6 @@ is doing; the page cache is warm (everything was just written).
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import shutil
@@ -53,7 +52,7 @@ except ImportError:  # run from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import table, tree_bytes  # noqa: E402
+from common import parser, table, tree_bytes  # noqa: E402
 
 import imagecodecs  # noqa: E402
 import pyarrow as pa  # noqa: E402
@@ -506,11 +505,8 @@ def bench_random_access(plan: Plan, work: Path, seed: int) -> tuple[list[list[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--quick", action="store_true", help="1k episodes only, a small random-access run (<~40 s)")
-    ap.add_argument("--tmpdir", type=Path, default=None, help="where to make the scratch stores (default: system temp)")
+    ap = parser(__doc__, quick="1k episodes only, a small random-access run (<~40 s)",
+                tmpdir="where to make the scratch stores (default: system temp)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the sample data and the picks (default 0)")
     ap.add_argument("--100k", dest="with_100k", action="store_true",
                     help="also 100,000 episodes in sections 1-2 (~15 min on 2 cores; ~0.5 GB of disk)")

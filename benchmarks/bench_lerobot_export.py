@@ -21,7 +21,6 @@ columns say "n/a (set LEROBOT_ORACLE_PYTHON)".
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -43,7 +42,7 @@ except ImportError:  # run from a checkout without an installed package
 from toolkit.episode import Episode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import NOISE, noisy, table, tree_bytes  # noqa: E402
+from common import NOISE, noisy, parser, table, tree_bytes  # noqa: E402
 from toolkit.sample import sample_episode, sample_spec
 from toolkit.spec import DatasetSpec
 
@@ -257,14 +256,11 @@ def run_lerobot(python: str, spec: DatasetSpec, variants: dict[str, list[Episode
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--quick", action="store_true", help="small run (<~40 s): 2 episodes x 30 steps at 240x320")
+    ap = parser(__doc__, quick="small run (<~40 s): 2 episodes x 30 steps at 240x320",
+                tmpdir="scratch directory (default: system temp)")
     ap.add_argument("--oracle-python", default=None,
                     help="python of the lerobot-oracle venv (default: $LEROBOT_ORACLE_PYTHON, else setup.sh's default path)")
     ap.add_argument("--no-noise", action="store_true", help="skip the noise-textured image rows")
-    ap.add_argument("--tmpdir", type=Path, default=None, help="scratch directory (default: system temp)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the sample data and the noise (default 0)")
     args = ap.parse_args(argv)
     plan = QUICK if args.quick else FULL

@@ -22,7 +22,6 @@ written), so reads measure decoding and per-file overhead, not the disk.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -45,7 +44,7 @@ except ImportError:  # run from a checkout without an installed package
 from toolkit.episode import Episode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import NOISE, noisy, table, tree_bytes  # noqa: E402
+from common import NOISE, noisy, parser, table, tree_bytes  # noqa: E402
 from toolkit.sample import OPERATORS, TASKS, sample_episode, sample_spec
 from toolkit.fsops import Flusher
 from toolkit.store import ATTR, EPISODES, ID_WIDTH, StorageOptions, Store
@@ -364,12 +363,8 @@ def bench_reads(plan: Plan, spec, kept: dict, seed: int) -> tuple[list[list[str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("--quick", action="store_true",
-                    help="small run (<~40 s): 1 episode per codec, store sizes 10/1,000/5,000, fewer reads")
-    ap.add_argument("--tmpdir", type=Path, default=None, help="where to make the scratch stores (default: system temp)")
+    ap = parser(__doc__, quick="small run (<~40 s): 1 episode per codec, store sizes 10/1,000/5,000, fewer reads",
+                tmpdir="where to make the scratch stores (default: system temp)")
     ap.add_argument("--scaling-dir", type=Path, default=None,
                     help="where to build the first pre-populated store of section 2 (default: /dev/shm when it is "
                          "a tmpfs with room, else the temp dir); the 'disk' rows on the temp dir are measured too")

@@ -1,7 +1,8 @@
-"""What both benchmark scripts share: pessimistic image noise, sizes on disk, markdown tables."""
+"""What the benchmark scripts share: their command line, pessimistic image noise, sizes on disk, markdown tables."""
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -10,6 +11,17 @@ import numpy as np
 from toolkit.episode import Episode
 
 NOISE = 8  # uniform noise amplitude added to sample images: a camera-like texture that compresses poorly
+
+
+def parser(doc: str, quick: str, tmpdir: str = "where to make the scratch stores (default: system temp)"
+           ) -> argparse.ArgumentParser:
+    """The command line every benchmark starts from: its docstring as help (first paragraph as the
+    description), ``--quick`` (the short run tests/test_benchmarks.py makes) and ``--tmpdir``."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=doc.split("\n\n", 1)[1])
+    ap.add_argument("--quick", action="store_true", help=quick)
+    ap.add_argument("--tmpdir", type=Path, default=None, help=tmpdir)
+    return ap
 
 
 def noisy(episode: Episode, seed: int) -> Episode:

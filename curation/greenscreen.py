@@ -167,12 +167,12 @@ def _class_table(key: tuple[int, int, int], tola: float, tolb: float, reach: flo
 
 # ------------------------------------------------------------------------------------- exact
 def _exact_alpha(pixels: np.ndarray, key_rgb: np.ndarray, tola: float, tolb: float) -> tuple[np.ndarray, np.ndarray]:
-    """(alpha, d) in float64 for uint8 pixels (n, 3): ``reference_composite``'s operations in its order, so
-    the pixels the table leaves undecided get bit-for-bit the reference's alpha."""
+    """(alpha, d) in float64 for uint8 pixels (..., 3): GreenAug's formula one step at a time. The reference
+    composite and the pixels the table leaves undecided both use it, so they agree bit for bit."""
     x = pixels.astype(np.float64)
-    y = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
-    cb = 0.564 * (x[:, 2] - y) + 128
-    cr = 0.713 * (x[:, 0] - y) + 128
+    y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
+    cb = 0.564 * (x[..., 2] - y) + 128
+    cr = 0.713 * (x[..., 0] - y) + 128
     k = key_rgb.astype(np.float64)
     ky = 0.299 * k[0] + 0.587 * k[1] + 0.114 * k[2]
     kcb = 0.564 * (k[2] - ky) + 128
@@ -186,9 +186,9 @@ def _exact_alpha(pixels: np.ndarray, key_rgb: np.ndarray, tola: float, tolb: flo
 
 
 def _blend(pixels: np.ndarray, alpha: np.ndarray, background: np.ndarray, key_rgb: np.ndarray) -> np.ndarray:
-    """``rint(clip(x - a key + a background))`` for pixel lists (n, 3), alpha float (n,): the reference's
-    arithmetic, used only where alpha is strictly between 0 and 1."""
-    a = alpha[:, None]
+    """``rint(clip(x - a key + a background))`` for pixels (..., 3) and alpha float (...): the reference's
+    arithmetic (the keyer uses it only where alpha is strictly between 0 and 1)."""
+    a = alpha[..., None]
     out = pixels.astype(np.float64) - a * key_rgb.astype(np.float64) + a * background.astype(np.float64)
     return np.rint(np.clip(out, 0, 255)).astype(np.uint8)
 
@@ -376,22 +376,8 @@ def reference_composite(image: np.ndarray, key_rgb: np.ndarray, tola: float, tol
                         background: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The formula as one writes it from the paper (float64, one step at a time, one image): the
     benchmark's baseline and the tests' oracle. Returns (composite uint8, alpha float64)."""
-    x = image.astype(np.float64)
-    y = 0.299 * x[..., 0] + 0.587 * x[..., 1] + 0.114 * x[..., 2]
-    cb = 0.564 * (x[..., 2] - y) + 128
-    cr = 0.713 * (x[..., 0] - y) + 128
-    k = key_rgb.astype(np.float64)
-    ky = 0.299 * k[0] + 0.587 * k[1] + 0.114 * k[2]
-    kcb = 0.564 * (k[2] - ky) + 128
-    kcr = 0.713 * (k[0] - ky) + 128
-    d = np.sqrt((cb - kcb) ** 2 + (cr - kcr) ** 2)
-    alpha = np.zeros_like(d)
-    alpha[d < tola] = 1.0
-    between = (d >= tola) & (d < tolb)
-    alpha[between] = 1.0 - (d[between] - tola) / (tolb - tola)
-    a = alpha[..., None]
-    out = x - a * k + a * background.astype(np.float64)
-    return np.rint(np.clip(out, 0, 255)).astype(np.uint8), alpha
+    alpha, _ = _exact_alpha(image, key_rgb, tola, tolb)
+    return _blend(image, alpha, background, key_rgb), alpha
 
 
 # -------------------------------------------------------------------------------- augmentation

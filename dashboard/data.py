@@ -57,18 +57,12 @@ class Dataset:
     def refresh(self) -> None:
         """Re-open the store: committed episodes appear, deleted ones go; never a partial episode."""
         with self.lock:
-            if not self._out_of_step():
+            if self.store.in_step():
                 return  # the SQLite catalog already shows what writers committed (WAL); keep its caches
             # The old handle is dropped, not closed: a frame request in another thread may still be using
             # it, and its SQLite connection closes when the last user lets go.
             self.store = Store.open(self.path)
             self._orders.clear()
-
-    def _out_of_step(self) -> bool:
-        """Whether the open handle may miss changes: a reader that had to index in memory (the catalog
-        was behind when it opened), or episode folders that the catalog does not count."""
-        catalog = self.store.catalog
-        return catalog.path is None or len(self.store._disk_ids()) != len(catalog)
 
     def cameras(self) -> list[str]:
         return [n for n, f in self.spec.features.items() if f.kind == "image"]

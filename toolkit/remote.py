@@ -57,7 +57,7 @@ from toolkit.catalog import Catalog
 from toolkit.episode import Episode, EpisodeMeta, NonFinitePolicy, check_episode
 from toolkit.errors import StoreError
 from toolkit.spec import DatasetSpec
-from toolkit.store import (ATTR, EPISODES, FORMAT_VERSION, ID_WIDTH, StorageOptions, Store, _now)
+from toolkit.store import (ATTR, EPISODES, FORMAT_VERSION, ID_WIDTH, StorageOptions, Store, _now, parse_root)
 
 CLAIMS = "claims"
 _URL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]+):/")
@@ -178,27 +178,18 @@ class RemoteStore:
         except Exception as e:  # noqa: BLE001 - no bucket, no credentials, no endpoint: one line, not a trace
             raise StoreError(f"{url}: cannot read the store ({type(e).__name__}: {_short(e)})") from None
         try:
-            attrs = (json.loads(document).get("attributes") or {}).get(ATTR)
-        except (ValueError, AttributeError):
-            raise StoreError(f"{url}/zarr.json: not JSON: not a demoforge store") from None
-        if not isinstance(attrs, dict) or "spec" not in attrs:
-            raise StoreError(f"{url}/zarr.json: field 'attributes.{ATTR}' is missing: not a demoforge store")
-        version = attrs.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise StoreError(f"{url}/zarr.json: format_version {version!r} is newer than this demoforge reads "
-                             f"(<= {FORMAT_VERSION}); upgrade demoforge")
-        spec = DatasetSpec.from_dict(attrs["spec"], f"{url}/zarr.json spec")
-        options = StorageOptions.from_dict(attrs.get("storage") or {})
+            meta = json.loads(document)
+        except ValueError:
+            meta = None
+        if not isinstance(meta, dict):
+            raise StoreError(f"{url}/zarr.json: not JSON: not a demoforge store")
+        spec, options = parse_root(meta, url)
         return cls(url, fs, path, spec, options, writable=(mode == "a"))
 
-    def close(self) -> None:
-        self.catalog.close()
-
-    def __enter__(self) -> RemoteStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    # Handles close like the local store's (its catalog), and work as context managers the same way.
+    close = Store.close
+    __enter__ = Store.__enter__
+    __exit__ = Store.__exit__
 
     # -- listing -------------------------------------------------------------------------------
     def _episode_path(self, episode_id: str) -> str:

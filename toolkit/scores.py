@@ -132,17 +132,25 @@ def pass_names(root: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
 
 
-def read_pass_scores(root: Path, name: str) -> PassScores | None:
-    """A pass's stored scores, or None when it never ran on this store."""
+def _load(root: Path, name: str) -> tuple[dict[str, Any], pa.Table] | None:
+    """A pass's run description and score table as stored (None when it never ran on this store)."""
     folder = _dir(root)
     table_path, info_path = folder / f"{name}.parquet", folder / f"{name}.json"
     if not table_path.exists() or not info_path.exists():
         return None
     try:
-        info = json.loads(info_path.read_text())
-        table = pq.read_table(table_path).to_pydict()
+        return json.loads(info_path.read_text()), pq.read_table(table_path)
     except (OSError, ValueError, pa.ArrowException) as e:
         raise StoreError(f"{table_path}: unreadable scores ({e}); re-run 'demoforge curate'") from None
+
+
+def read_pass_scores(root: Path, name: str) -> PassScores | None:
+    """A pass's stored scores, or None when it never ran on this store."""
+    loaded = _load(root, name)
+    if loaded is None:
+        return None
+    info, arrow = loaded
+    table = arrow.to_pydict()
     ids = table.pop("id")
     scores = PassScores(name=name, version=info["version"], params=info.get("params", {}),
                         params_hash=info["params_hash"], created=info.get("created", ""),
@@ -184,15 +192,10 @@ def _flag_names(text: str | None) -> list[str]:
 
 
 def _read_arrays(root: Path, name: str) -> _ScoreArrays | None:
-    folder = _dir(root)
-    table_path, info_path = folder / f"{name}.parquet", folder / f"{name}.json"
-    if not table_path.exists() or not info_path.exists():
+    loaded = _load(root, name)
+    if loaded is None:
         return None
-    try:
-        info = json.loads(info_path.read_text())
-        table = pq.read_table(table_path)
-    except (OSError, ValueError, pa.ArrowException) as e:
-        raise StoreError(f"{table_path}: unreadable scores ({e}); re-run 'demoforge curate'") from None
+    info, table = loaded
     plain = {c: table.column(c).to_pylist() for c in ("id", "revision", "version", "params_hash", "flags")}
     flags = np.empty(table.num_rows, dtype=object)
     flags[:] = [_flag_names(t) for t in plain["flags"]]

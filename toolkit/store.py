@@ -120,6 +120,20 @@ def _write_json_atomic(path: Path, value: dict[str, Any], durable: bool = False)
         fsops.fsync_dir(path.parent)
 
 
+def parse_root(meta: dict[str, Any], where: str) -> tuple[DatasetSpec, StorageOptions]:
+    """The spec and storage options from a store's root ``zarr.json`` document (local or remote);
+    ``where`` names the store in the one-line errors."""
+    attrs = (meta.get("attributes") or {}).get(ATTR)
+    if not isinstance(attrs, dict) or "spec" not in attrs:
+        raise StoreError(f"{where}/zarr.json: field 'attributes.{ATTR}' is missing: not a demoforge store")
+    version = attrs.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise StoreError(f"{where}/zarr.json: format_version {version!r} is newer than this demoforge reads "
+                         f"(<= {FORMAT_VERSION}); upgrade demoforge")
+    spec = DatasetSpec.from_dict(attrs["spec"], f"{where}/zarr.json spec")
+    return spec, StorageOptions.from_dict(attrs.get("storage") or {})
+
+
 def _jpegxl_distance(quality: int) -> float:
     # libjxl's own quality-to-distance mapping for quality >= 30 (q90 -> d1.0, q100 -> lossless).
     return max(0.0, 0.1 + (100 - quality) * 0.09)
@@ -181,17 +195,7 @@ class Store:
         meta = _read_json(root / "zarr.json")
         if meta is None:
             raise StoreError(f"{root}: not a demoforge store (zarr.json is missing or not JSON)")
-        attrs = (meta.get("attributes") or {}).get(ATTR)
-        if not isinstance(attrs, dict) or "spec" not in attrs:
-            raise StoreError(f"{root}/zarr.json: field 'attributes.{ATTR}' is missing: not a demoforge store")
-        version = attrs.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise StoreError(
-                f"{root}/zarr.json: format_version {version!r} is newer than this demoforge reads "
-                f"(<= {FORMAT_VERSION}); upgrade demoforge"
-            )
-        spec = DatasetSpec.from_dict(attrs["spec"], f"{root}/zarr.json spec")
-        options = StorageOptions.from_dict(attrs.get("storage") or {})
+        spec, options = parse_root(meta, str(root))
         return cls(root, spec, options, writable=(mode == "a"))
 
     def close(self) -> None:
@@ -279,6 +283,12 @@ class Store:
             elif self._disk_entry(name) is None:
                 problems[name] = f"{path}: field 'attributes.{ATTR}.committed' is missing"
         return problems
+
+    def in_step(self) -> bool:
+        """Whether this handle still shows every committed change: its catalog is the store's own file (a
+        reader that found it behind at open indexes in memory and misses later appends) and counts every
+        episode folder. Long-lived readers (the dashboard) re-open when it is False."""
+        return self.catalog.path is not None and len(self._disk_ids()) == len(self.catalog)
 
     def rebuild_catalog(self) -> int:
         """Re-index every committed episode from its own attributes; returns the count."""

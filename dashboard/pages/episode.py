@@ -22,6 +22,7 @@ from dashboard.context import library
 from dashboard.data import (Dataset, Library, episode_entry, episode_flags, episode_scores, episode_series,
                             frame_url)
 from toolkit.errors import DemoforgeError
+from toolkit.spec import DatasetSpec
 
 CLOUD_POINTS = 3000  # points drawn per frame (software WebGL is slow; the full cloud is a click away)
 FLAG_COLOURS = ("rgba(220,60,60,0.18)", "rgba(240,150,30,0.18)", "rgba(120,80,200,0.18)", "rgba(30,140,200,0.18)")
@@ -32,12 +33,13 @@ def _frame_tags(entry: dict[str, Any]) -> list[dict[str, Any]]:
     return list((entry["meta"].get("extra") or {}).get("frame_tags") or [])
 
 
-def timeline(ds: Dataset, episode_id: str, length: int, flags: list[dict], frame_tags: list[dict],
-             cursor: int = 0) -> go.Figure:
+Series = dict[str, tuple[np.ndarray, list[str]]]  # ``data.episode_series``: feature -> (values, dim names)
+
+
+def timeline(series: Series, length: int, flags: list[dict], frame_tags: list[dict], cursor: int = 0) -> go.Figure:
     """State and action (and other per-step numbers) on a shared frame axis, flags and tags shaded.
 
     Shape 0 is the cursor, drawn at frame ``cursor`` (the clientside callback moves it)."""
-    series = episode_series(ds, episode_id)
     rows = max(1, len(series))
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.04,
                         subplot_titles=list(series) or ["no per-step numbers"])
@@ -65,14 +67,13 @@ def timeline(ds: Dataset, episode_id: str, length: int, flags: list[dict], frame
     return fig
 
 
-def ee_positions(ds: Dataset, episode_id: str) -> np.ndarray | None:
+def ee_positions(spec: DatasetSpec, series: Series) -> np.ndarray | None:
     """(T, 3) end-effector positions from the state (``curation.base.position_columns``), or None."""
-    series = episode_series(ds, episode_id)
-    states = [values for name, (values, _) in series.items() if ds.spec.features[name].kind == "state"]
-    if not states or len(column_names(ds.spec, "state")) < 3:
+    states = [values for name, (values, _) in series.items() if spec.features[name].kind == "state"]
+    if not states or len(column_names(spec, "state")) < 3:
         return None
     stacked = np.concatenate(states, axis=1)
-    return stacked[:, position_columns(ds.spec)].astype(np.float32)
+    return stacked[:, position_columns(spec)].astype(np.float32)
 
 
 def ee_figure(positions: np.ndarray) -> go.Figure:
@@ -154,7 +155,8 @@ def layout(lib: Library, dataset: str, episode_id: str, t: str = "0", **_: Any) 
         "source": [f"/media/{source[0].name}/{source[1]}/{c}/" for c in source[0].cameras()] if source else [],
         "source_length": int(source[0].store.entry(source[1])["length"]) if source else 0,
     }
-    positions = ee_positions(ds, episode_id)
+    series = episode_series(ds, episode_id)  # read once: the timeline and the path both draw from it
+    positions = ee_positions(ds.spec, series)
     if positions is not None:
         info["ee"] = positions.round(5).tolist()  # a few hundred rows: the marker moves clientside
     panels = [html.Div([html.Div(c.split(".")[-1], className="cam-name"),
@@ -197,7 +199,7 @@ def layout(lib: Library, dataset: str, episode_id: str, t: str = "0", **_: Any) 
                                         tooltip={"placement": "bottom"}), className="slider"),
                     html.Span(id="frame-label", className="count"),
                 ], className="player"),
-                dcc.Graph(id="timeline", figure=timeline(ds, episode_id, length, flags, frame_tags),
+                dcc.Graph(id="timeline", figure=timeline(series, length, flags, frame_tags),
                           config={"displaylogo": False}),
             ], className="main-col"),
             html.Div([
@@ -317,6 +319,6 @@ def tag_frames(_n: int | None, tag: str | None, start: int | None, stop: int | N
     ds = lib.get(info["dataset"])
     entry = ds.store.entry(info["episode"])
     # the new figure keeps the cursor on the current frame (the slider did not move, so nothing else would)
-    fig = timeline(ds, info["episode"], int(entry["length"]), episode_flags(ds, info["episode"]), _frame_tags(entry),
-                   cursor=int(now or 0))
+    fig = timeline(episode_series(ds, info["episode"]), int(entry["length"]), episode_flags(ds, info["episode"]),
+                   _frame_tags(entry), cursor=int(now or 0))
     return f"tagged frames {start}-{stop} '{tag}'", fig
